@@ -28,7 +28,7 @@ boot() {
     fi
   done < <(timeout 120 qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     -machine q35 -accel "$accel" -cpu "$cpu" -smp 1 -m 256 \
-    -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 panic=-1 loglevel=6" \
+    -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 quiet panic=-1" \
     -serial stdio </dev/null 2>&1)
   local end
   end=$(date +%s%N)
