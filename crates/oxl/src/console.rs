@@ -1,0 +1,220 @@
+//! Where the guest's serial console goes: the terminal (`oxl create -c`), a pty, a file or
+//! nowhere; and the thread that carries typed input back into the guest.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use vmm::SerialInput;
+use xlcfg::SerialTarget;
+
+/// xl's console escape: Ctrl-].
+const ESCAPE: u8 = 0x1d;
+
+/// Where guest output goes.
+enum Sink {
+    Stdout,
+    File(File),
+    None,
+}
+
+/// The chosen console. It outlives any one VM, so that a restarted domain keeps its pty.
+pub struct Console {
+    sink: Sink,
+    input: Option<File>,
+    stdin: bool,
+    /// Where typed input goes: the current VM's serial port (replaced on restart).
+    target: Arc<Mutex<Option<SerialInput>>>,
+    /// A message for the user (e.g. which pty to open).
+    pub note: Option<String>,
+}
+
+/// Opens the console for `target`; `attach` puts it on this terminal instead.
+pub fn open(target: &SerialTarget, attach: bool) -> Result<Console> {
+    let console = |sink, input, stdin, note| Console {
+        sink,
+        input,
+        stdin,
+        target: Arc::default(),
+        note,
+    };
+    if attach {
+        return Ok(console(Sink::Stdout, None, true, None));
+    }
+    match target {
+        SerialTarget::None => Ok(console(Sink::None, None, false, None)),
+        SerialTarget::File(p) => {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening serial log {}", p.display()))?;
+            Ok(console(Sink::File(f), None, false, None))
+        }
+        SerialTarget::Pty => {
+            let (master, path) = open_pty()?;
+            let input = master.try_clone().context("duplicating the pty")?;
+            Ok(console(
+                Sink::File(master),
+                Some(input),
+                false,
+                Some(format!("serial console on {path}")),
+            ))
+        }
+    }
+}
+
+fn open_pty() -> Result<(File, String)> {
+    let (mut master, mut slave) = (0, 0);
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: all pointers are valid for the call; `name` is large enough for a pty path.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            name.as_mut_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("openpty");
+    }
+    // SAFETY: openpty returned two fresh descriptors we now own. The slave is closed: the user
+    // opens it by path.
+    let master = unsafe { File::from_raw_fd(master) };
+    // SAFETY: as above.
+    drop(unsafe { File::from_raw_fd(slave) });
+    // SAFETY: openpty wrote a NUL-terminated path into `name`.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    Ok((master, path))
+}
+
+/// Restores the terminal's settings when dropped.
+pub struct RawMode {
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    /// Puts stdin in raw mode if it is a terminal.
+    pub fn enter() -> RawMode {
+        let fd = std::io::stdin().as_raw_fd();
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(fd) } != 1 {
+            return RawMode { saved: None };
+        }
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `t` is a valid termios for tcgetattr to fill.
+        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+            return RawMode { saved: None };
+        }
+        let saved = t;
+        // SAFETY: cfmakeraw edits the struct in place.
+        unsafe { libc::cfmakeraw(&mut t) };
+        // Keep output post-processing so guest "\n" still moves to a new line on our side.
+        t.c_oflag |= libc::OPOST;
+        // SAFETY: `t` is a valid termios.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = self.saved {
+            // SAFETY: restoring settings read from the same descriptor.
+            unsafe { libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &t) };
+        }
+    }
+}
+
+impl Console {
+    /// A writer for a new VM's serial port; `None` when the domain has no serial port.
+    pub fn writer(&self) -> Result<Option<Box<dyn Write + Send>>> {
+        Ok(match &self.sink {
+            Sink::Stdout => Some(Box::new(std::io::stdout())),
+            Sink::File(f) => Some(Box::new(f.try_clone().context("duplicating the console")?)),
+            Sink::None => None,
+        })
+    }
+
+    /// Points typed input at `serial` (the newest VM's port), starting the input thread the
+    /// first time.
+    pub fn connect(&mut self, serial: Option<SerialInput>) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = serial;
+        // Only a terminal gets the Ctrl-] escape; a pty passes every byte through.
+        let (source, escape): (Box<dyn Read + Send>, bool) = match (self.input.take(), self.stdin) {
+            (Some(f), _) => (Box::new(f), false),
+            (None, true) => {
+                self.stdin = false;
+                (Box::new(std::io::stdin()), true)
+            }
+            _ => return,
+        };
+        let target = self.target.clone();
+        let _ = std::thread::Builder::new()
+            .name("console-in".into())
+            .spawn(move || pump(source, target, escape));
+    }
+}
+
+fn pump(mut source: Box<dyn Read + Send>, target: Arc<Mutex<Option<SerialInput>>>, escape: bool) {
+    let mut buf = [0u8; 256];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut data = &buf[..n];
+        let Some(serial) = target.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            continue;
+        };
+        if escape {
+            if let Some(pos) = data.iter().position(|b| *b == ESCAPE) {
+                data = &data[..pos];
+                send_all(&serial, data);
+                eprintln!("\r\noxl: console detached (the domain keeps running)\r");
+                return;
+            }
+        }
+        send_all(&serial, data);
+    }
+}
+
+fn send_all(serial: &SerialInput, mut data: &[u8]) {
+    // The UART's FIFO is small: wait for the guest to drain it rather than drop keystrokes.
+    while !data.is_empty() {
+        let n = serial.send(data);
+        data = &data[n..];
+        if n == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
+/// Writes guest RAM to `dir/NAME-TIME.core` (a raw image of guest-physical memory, region by
+/// region, as `xl dump-core` leaves for offline analysis).
+pub fn dump_core(
+    ram: &vmm::memory::GuestRam,
+    dir: &Path,
+    name: &str,
+) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format!("{name}-{secs}.core"));
+    let mut out = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut src = ram.file.try_clone().context("duplicating the RAM file")?;
+    src.seek(SeekFrom::Start(0))
+        .context("rewinding the RAM file")?;
+    std::io::copy(&mut src, &mut out).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
