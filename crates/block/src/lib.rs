@@ -1,0 +1,41 @@
+//! Oxen's disk image engine: the image layer of the PV block backend and of `oxen-vhd`.
+//!
+//! Every format implements [`DiskImage`], whose methods take `&self` so one image can be shared
+//! by many I/O threads through an `Arc`. Formats live in their own modules: [`raw`] and [`vhd`]
+//! (fixed, dynamic and differencing VHD with parent chains); [`crypt`] provides the AES-XTS
+//! sector cipher used by encrypted VHDs.
+
+pub mod crypt;
+mod error;
+pub mod fuzz;
+pub mod raw;
+mod storage;
+pub mod vhd;
+
+pub use error::{Error, Result};
+pub use storage::{FileStorage, MemStorage, Storage};
+
+/// Sector size of every format handled here.
+pub const SECTOR_SIZE: u64 = 512;
+
+/// A virtual disk: byte-addressed, sector-aligned for VHD.
+///
+/// Implementations are safe to call from many threads at once. A write that returned before a
+/// [`DiskImage::flush`] that returned survives a crash of the process or the host.
+pub trait DiskImage: Send + Sync + std::fmt::Debug {
+    /// Virtual size in bytes.
+    fn size(&self) -> u64;
+    /// Fills `buf` from virtual byte `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// Writes `buf` at virtual byte `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+    /// Makes every write that has returned durable.
+    fn flush(&self) -> Result<()>;
+    /// Declares a range unused: it reads as zeros afterwards and, where the format can, its space
+    /// is given back.
+    fn discard(&self, offset: u64, len: u64) -> Result<()>;
+    /// Changes the virtual size (online).
+    fn resize(&self, new_size: u64) -> Result<()>;
+    /// Whether writes are refused.
+    fn read_only(&self) -> bool;
+}
