@@ -5,13 +5,17 @@
 TESTHOST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TH_CACHE="${OXEN_CACHE:-$HOME/.cache/oxen}/testhost"
 # Kernel flavour asked for by the issue: Debian's 6.12 build for bookworm, unsigned so the image is a plain file.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 TH_PKG_REGEX='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$'
 # Modules L1 needs: 9p and overlayfs to see the host's root, then KVM itself.
+# shellcheck disable=SC2034
 TH_L1_MODULES=(9p 9pnet_virtio overlay irqbypass ccp kvm kvm_amd)
 
+# Exit status of die: testhost/run sets 125, its status for failures of the test host itself.
+TH_DIE_STATUS=1
 die() {
   echo "testhost: error: $*" >&2
-  exit 1
+  exit "$TH_DIE_STATUS"
 }
 
 note() {

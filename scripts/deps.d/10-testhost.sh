@@ -2,7 +2,7 @@
 # inside it, so end-to-end tests get a real KVM with Xen HVM support. busybox-static, cpio and xz-utils build the
 # initramfs images; kmod reads module metadata. The kernel .deb itself is fetched by testhost/prepare with
 # `apt-get download` into a cache (never installed on this machine).
-apt_install busybox-static cpio xz-utils kmod python3
+apt_install busybox-static cpio xz-utils kmod python3 shellcheck
 
 # QEMU 10 comes from bookworm-backports; its dependencies (seabios, qemu-system-data) must come from there too,
 # which apt_install cannot express, hence -t.

@@ -18,7 +18,7 @@ fi
 
 # boot NAME ACCEL CPU: boots the guest, checks the marker appears, prints the timing line.
 boot() {
-  local name=$1 accel=$2 cpu=$3 start marker_at= line log="$TMPDIR/qemu-boot-$1.log"
+  local name=$1 accel=$2 cpu=$3 start marker_at='' line log="$TMPDIR/qemu-boot-$1.log"
   start=$(date +%s%N)
   while IFS= read -r line; do
     line=${line%$'\r'}
