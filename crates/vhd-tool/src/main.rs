@@ -5,7 +5,7 @@ mod bench;
 mod convert;
 mod inspect;
 mod manage;
-mod torture;
+pub mod torture;
 mod util;
 
 use std::path::PathBuf;
