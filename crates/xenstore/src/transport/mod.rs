@@ -1,0 +1,4 @@
+//! How clients reach Xenstore: the local Unix socket and domains' shared rings.
+
+pub mod ring;
+pub mod unix;
