@@ -3,7 +3,7 @@
 # shellcheck shell=bash
 
 TESTHOST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-TH_CACHE="${OXEN_CACHE:-$HOME/.cache/oxen}/testhost"
+TH_CACHE="${OXEN_CACHE:-${HOME:?neither OXEN_CACHE nor HOME is set}/.cache/oxen}/testhost"
 # Kernel flavour asked for by the issue: Debian's 6.12 build for bookworm, unsigned so the image is a plain file.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 TH_PKG_REGEX='^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$'

@@ -22,6 +22,7 @@ check "TMPDIR is a tmpfs" test "$(stat -f -c %T "$TMPDIR")" = tmpfs
 check "the root filesystem is writable" sh -c 'echo x >/etc/oxen-env-check && rm /etc/oxen-env-check'
 check "modprobe works for the 6.12 modules" modprobe -n -q tun
 check "qemu-system-x86_64 is available" qemu-system-x86_64 --version
+check "loopback is up" test $(($(cat /sys/class/net/lo/flags) & 1)) = 1
 if [ -n "${OXEN_EXPECT_CPUS:-}" ]; then
   check "L1 has $OXEN_EXPECT_CPUS vCPUs" test "$(nproc)" = "$OXEN_EXPECT_CPUS"
 fi
