@@ -1,0 +1,194 @@
+//! Hostile and broken clients: each gets Xen's error or is disconnected, and the daemon keeps
+//! serving everyone else.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::Daemon;
+use xenstore::client::{Client, ClientError};
+use xenstore::wire::{Header, Message, MsgType};
+use xenstore::XsError;
+
+fn xs_err(e: Result<impl std::fmt::Debug, ClientError>) -> XsError {
+    match e {
+        Err(ClientError::Xs(x)) => x,
+        other => panic!("expected a Xenstore error, got {other:?}"),
+    }
+}
+
+fn closed(s: &mut UnixStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn errors_by_name() {
+    let d = Daemon::start(&["--no-persist"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    for bad in ["/a/", "/a//b", "/a b", "/a.b", "", "@foo"] {
+        assert_eq!(xs_err(c.read(0, bad)), XsError::Inval, "{bad:?}");
+        assert_eq!(xs_err(c.write(0, bad, b"x")), XsError::Inval, "{bad:?}");
+    }
+    let long = format!("/{}", "x".repeat(3100));
+    assert_eq!(xs_err(c.write(0, &long, b"")), XsError::Inval);
+    assert_eq!(xs_err(c.read(0, "/nope")), XsError::NoEnt);
+    assert_eq!(xs_err(c.rm(0, "/nope/deeper")), XsError::NoEnt);
+    c.rm(0, "/nope").unwrap();
+    assert_eq!(
+        xs_err(c.request(MsgType::Read, 0, b"/tool")),
+        XsError::Inval
+    );
+    assert_eq!(
+        xs_err(c.request(MsgType::Read, 77, b"/tool\0")),
+        XsError::NoEnt
+    );
+    assert_eq!(xs_err(c.transaction_end(77, true)), XsError::NoEnt);
+    assert_eq!(
+        xs_err(c.request(MsgType::WatchEvent, 0, b"/a\0t\0")),
+        XsError::NoSys
+    );
+    assert_eq!(
+        xs_err(c.request(MsgType::Error, 0, b"EINVAL\0")),
+        XsError::NoSys
+    );
+    assert_eq!(
+        xs_err(c.watch("/w", "t").and_then(|_| c.watch("/w", "t"))),
+        XsError::Exist
+    );
+    assert_eq!(xs_err(c.unwatch("/w", "other")), XsError::NoEnt);
+    assert_eq!(xs_err(c.set_perms(0, "/tool", &["q1"])), XsError::Inval);
+    assert_eq!(
+        xs_err(c.request(MsgType::TransactionEnd, 0, b"X\0")),
+        XsError::Inval
+    );
+    assert_eq!(
+        xs_err(c.request(MsgType::Introduce, 0, b"0\x001\x001\0")),
+        XsError::Inval
+    );
+    assert_eq!(
+        xs_err(c.request(MsgType::Release, 0, b"9\0")),
+        XsError::NoEnt
+    );
+    assert_eq!(
+        xs_err(c.request(MsgType::GetDomainPath, 0, b"x\0")),
+        XsError::Inval
+    );
+    // A directory listing too large for one reply is E2BIG; DIRECTORY_PART pages it.
+    for i in 0..700 {
+        c.write(0, &format!("/big/entry-{i:05}"), b"").unwrap();
+    }
+    assert_eq!(xs_err(c.directory(0, "/big")), XsError::TooBig);
+    let ls = d.ok("xenstore-list", &["/big"]);
+    assert_eq!(ls.lines().count(), 700);
+}
+
+#[test]
+fn unknown_types_get_enosys() {
+    let d = Daemon::start(&["--no-persist"]);
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    for ty in [20u32, 27, 1000, 0xffff] {
+        let h = Header {
+            ty,
+            req_id: ty,
+            tx_id: 0,
+            len: 0,
+        };
+        s.write_all(&h.to_bytes()).unwrap();
+        let mut reply = [0u8; 16 + 7];
+        s.read_exact(&mut reply).unwrap();
+        let rh = Header::parse(reply[..16].try_into().unwrap());
+        assert_eq!((rh.ty, rh.req_id), (MsgType::Error as u32, ty));
+        assert_eq!(&reply[16..], b"ENOSYS\0");
+    }
+}
+
+#[test]
+fn oversized_payload_disconnects_only_that_client() {
+    let d = Daemon::start(&["--no-persist"]);
+    let mut good = Client::connect(&d.socket).unwrap();
+    let mut bad = UnixStream::connect(&d.socket).unwrap();
+    let h = Header {
+        ty: MsgType::Write as u32,
+        req_id: 1,
+        tx_id: 0,
+        len: 4097,
+    };
+    bad.write_all(&h.to_bytes()).unwrap();
+    assert!(closed(&mut bad));
+    // Garbage: a header claiming 2^32-1 bytes.
+    let mut bad = UnixStream::connect(&d.socket).unwrap();
+    bad.write_all(&[0xff; 16]).unwrap();
+    assert!(closed(&mut bad));
+    good.write(0, "/still", b"serving").unwrap();
+    assert_eq!(good.read(0, "/still").unwrap(), b"serving");
+}
+
+#[test]
+fn half_sent_message_does_not_block_others() {
+    let d = Daemon::start(&["--no-persist"]);
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    let m = Message::new(MsgType::Write, 1, 0, b"/slow\0value".to_vec()).encode();
+    slow.write_all(&m[..10]).unwrap();
+    let mut good = Client::connect(&d.socket).unwrap();
+    good.write(0, "/fast", b"1").unwrap();
+    slow.write_all(&m[10..]).unwrap();
+    let mut reply = [0u8; 16 + 3];
+    slow.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[16..], b"OK\0");
+    assert_eq!(good.read(0, "/slow").unwrap(), b"value");
+}
+
+#[test]
+fn flooding_client_that_never_reads() {
+    let d = Daemon::start(&["--no-persist", "--max-backlog", "16384"]);
+    let mut good = Client::connect(&d.socket).unwrap();
+    good.write(0, "/flood/x", &[b'v'; 3000]).unwrap();
+    // The flooder sends reads and never reads a reply: the daemon stops reading from it
+    // (its own socket fills) and serves the others.
+    let mut flooder = UnixStream::connect(&d.socket).unwrap();
+    flooder.set_nonblocking(true).unwrap();
+    let req = Message::new(MsgType::Read, 1, 0, b"/flood/x\0".to_vec()).encode();
+    let mut sent = 0usize;
+    for _ in 0..200_000 {
+        match flooder.write(&req) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent > 0);
+    for i in 0..50 {
+        good.write(0, "/flood/y", format!("{i}").as_bytes())
+            .unwrap();
+        assert_eq!(good.read(0, "/flood/y").unwrap(), format!("{i}").as_bytes());
+    }
+    // A watcher that stops reading is disconnected once its events pass the backlog cap.
+    let mut deaf = UnixStream::connect(&d.socket).unwrap();
+    let w = Message::new(MsgType::Watch, 1, 0, b"/flood\0tok\0".to_vec()).encode();
+    deaf.write_all(&w).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // Each write sends the deaf watcher an event; stop once the daemon has dropped it.
+    deaf.set_nonblocking(true).unwrap();
+    let mut dropped = false;
+    for i in 0..40_000 {
+        good.write(0, "/flood/z", format!("{i}").as_bytes())
+            .unwrap();
+        if i % 500 == 0 && deaf.write(&[]).is_err() {
+            dropped = true;
+            break;
+        }
+    }
+    deaf.set_nonblocking(false).unwrap();
+    assert!(dropped || closed(&mut deaf), "deaf watcher still connected");
+    assert_eq!(good.read(0, "/flood/y").unwrap(), b"49");
+}
