@@ -93,7 +93,12 @@ impl Storage for FileStorage {
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
         let (off, l) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
             (Ok(o), Ok(l)) => (o, l),
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "range too large")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range too large",
+                ))
+            }
         };
         // SAFETY: fallocate on our own descriptor; no memory is passed.
         let r = unsafe {
@@ -194,7 +199,10 @@ impl Storage for MemStorage {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         if len > MEM_LIMIT {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "memory image too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "memory image too large",
+            ));
         }
         self.data
             .write()

@@ -47,11 +47,16 @@ fn raw_extents(s: &FileStorage, size: u64) -> Result<Vec<(u64, u64)>> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     let mut pos = 0;
     while pos < size {
-        let Some(d) = s.next_data(pos).context("finding data in the input")? else { break };
+        let Some(d) = s.next_data(pos).context("finding data in the input")? else {
+            break;
+        };
         if d >= size {
             break;
         }
-        let h = s.next_hole(d).context("finding holes in the input")?.min(size);
+        let h = s
+            .next_hole(d)
+            .context("finding holes in the input")?
+            .min(size);
         let start = d / 512 * 512;
         let end = h.div_ceil(512) * 512;
         match out.last_mut() {
@@ -65,24 +70,34 @@ fn raw_extents(s: &FileStorage, size: u64) -> Result<Vec<(u64, u64)>> {
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
     let format = a.format.unwrap_or_else(|| {
-        if a.dst.extension().is_some_and(|e| e.eq_ignore_ascii_case("vhd")) {
+        if a.dst
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("vhd"))
+        {
             Format::Vhd
         } else {
             Format::Raw
         }
     });
-    let file = std::fs::File::open(&a.src).with_context(|| format!("opening {}", a.src.display()))?;
+    let file =
+        std::fs::File::open(&a.src).with_context(|| format!("opening {}", a.src.display()))?;
     let is_vhd = vhd::looks_like_vhd(&FileStorage::new(file));
     let (src, extents): (Box<dyn DiskImage>, Vec<(u64, u64)>) = if is_vhd {
-        let img = VhdImage::open(&a.src, &OpenOptions::read_only().with_key(load_key(a.src_key.as_deref())?))
-            .with_context(|| format!("opening {}", a.src.display()))?;
+        let img = VhdImage::open(
+            &a.src,
+            &OpenOptions::read_only().with_key(load_key(a.src_key.as_deref())?),
+        )
+        .with_context(|| format!("opening {}", a.src.display()))?;
         let ext = ops::data_extents(&img)?;
         (Box::new(img), ext)
     } else {
         let raw = RawImage::open(&a.src, false)?;
         let size = raw.size();
         if size % 512 != 0 {
-            bail!("{} is {size} bytes, not a whole number of 512-byte sectors", a.src.display());
+            bail!(
+                "{} is {size} bytes, not a whole number of 512-byte sectors",
+                a.src.display()
+            );
         }
         let ext = raw_extents(raw.storage(), size)?;
         (Box::new(raw), ext)
@@ -91,29 +106,44 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     let dst = create_output(&a.dst, format, size, &a)?;
     let total: u64 = extents.iter().map(|e| e.1).sum();
     let pb = progress(total, "convert");
-    let r = ops::copy_extents(src.as_ref(), dst.as_ref(), &extents, &|d, _| pb.set_position(d));
+    let r = ops::copy_extents(src.as_ref(), dst.as_ref(), &extents, &|d, _| {
+        pb.set_position(d)
+    });
     pb.finish_and_clear();
     if let Err(e) = r {
         let _ = std::fs::remove_file(&a.dst);
-        return Err(e).with_context(|| format!("converting {} to {}", a.src.display(), a.dst.display()));
+        return Err(e)
+            .with_context(|| format!("converting {} to {}", a.src.display(), a.dst.display()));
     }
     Ok(())
 }
 
-fn create_output(dst: &Path, format: Format, size: u64, a: &ConvertArgs) -> Result<Box<dyn DiskImage>> {
+fn create_output(
+    dst: &Path,
+    format: Format,
+    size: u64,
+    a: &ConvertArgs,
+) -> Result<Box<dyn DiskImage>> {
     Ok(match format {
         Format::Raw => Box::new(RawImage::create(dst, size)?),
         Format::Vhd | Format::VhdFixed => {
             let key = load_key(a.key.as_deref())?;
             let opts = CreateOptions {
                 size,
-                disk_type: if format == Format::Vhd { DiskType::Dynamic } else { DiskType::Fixed },
+                disk_type: if format == Format::Vhd {
+                    DiskType::Dynamic
+                } else {
+                    DiskType::Fixed
+                },
                 block_size: u32::try_from(parse_size(&a.block_size)?).context("block size")?,
                 max_size: None,
                 key: key.clone(),
             };
             vhd::create(dst, &opts).with_context(|| format!("creating {}", dst.display()))?;
-            Box::new(VhdImage::open(dst, &OpenOptions::read_write().with_key(key))?)
+            Box::new(VhdImage::open(
+                dst,
+                &OpenOptions::read_write().with_key(key),
+            )?)
         }
     })
 }

@@ -146,23 +146,57 @@ pub struct ReadArgs {
 }
 
 pub fn read(a: ReadArgs) -> Result<()> {
-    let img = open(&a.file, None, false).or_else(|e| {
-        // Encrypted images: metadata is readable without the key; fall back to printing it raw.
-        Err(e)
-    })?;
+    let img = open(&a.file, None, false)?;
     let f = img.footer();
     println!("footer:");
-    println!("  cookie: conectix  features: {:#x}  version: {:#x}", f.features, f.version);
-    println!("  data offset: {:#x}  timestamp: {}  creator: {:?}", f.data_offset, f.timestamp, f.creator());
-    println!("  original size: {}  current size: {}", f.original_size, f.current_size);
-    println!("  geometry: {}/{}/{}  type: {}  checksum: {:#010x}", f.geometry.0, f.geometry.1, f.geometry.2, f.disk_type.name(), f.checksum);
-    println!("  uuid: {}  saved state: {}  hidden: {}", uuid_string(&f.uuid), f.saved_state, f.hidden);
+    println!(
+        "  cookie: conectix  features: {:#x}  version: {:#x}",
+        f.features, f.version
+    );
+    println!(
+        "  data offset: {:#x}  timestamp: {}  creator: {:?}",
+        f.data_offset,
+        f.timestamp,
+        f.creator()
+    );
+    println!(
+        "  original size: {}  current size: {}",
+        f.original_size, f.current_size
+    );
+    println!(
+        "  geometry: {}/{}/{}  type: {}  checksum: {:#010x}",
+        f.geometry.0,
+        f.geometry.1,
+        f.geometry.2,
+        f.disk_type.name(),
+        f.checksum
+    );
+    println!(
+        "  uuid: {}  saved state: {}  hidden: {}",
+        uuid_string(&f.uuid),
+        f.saved_state,
+        f.hidden
+    );
     if let Some(h) = img.header() {
         println!("header:");
-        println!("  table offset: {:#x}  entries: {}  block size: {}", h.table_offset, h.max_table_entries, h.block_size);
-        println!("  parent uuid: {}  parent timestamp: {}  parent name: {:?}", uuid_string(&h.parent_uuid), h.parent_timestamp, h.parent_name);
+        println!(
+            "  table offset: {:#x}  entries: {}  block size: {}",
+            h.table_offset, h.max_table_entries, h.block_size
+        );
+        println!(
+            "  parent uuid: {}  parent timestamp: {}  parent name: {:?}",
+            uuid_string(&h.parent_uuid),
+            h.parent_timestamp,
+            h.parent_name
+        );
         for (i, l) in h.locators.iter().enumerate().filter(|(_, l)| l.is_used()) {
-            println!("  locator {i}: {} space {} length {} offset {:#x}", l.code_str(), l.data_space, l.data_len, l.data_offset);
+            println!(
+                "  locator {i}: {} space {} length {} offset {:#x}",
+                l.code_str(),
+                l.data_space,
+                l.data_len,
+                l.data_offset
+            );
         }
     }
     if a.bat {
@@ -212,7 +246,9 @@ pub fn scan(a: ScanArgs) -> Result<()> {
     }
     let mut out = Vec::new();
     for f in files {
-        let Ok(file) = std::fs::File::open(&f) else { continue };
+        let Ok(file) = std::fs::File::open(&f) else {
+            continue;
+        };
         let store: Arc<dyn Storage> = Arc::new(FileStorage::new(file));
         if !vhd::looks_like_vhd(store.as_ref()) {
             continue;
@@ -221,7 +257,13 @@ pub fn scan(a: ScanArgs) -> Result<()> {
         let v = match VhdImage::open_storage(store, &name, &OpenOptions::read_only()) {
             Ok(img) => {
                 let mut d = describe(&img);
-                let mut c = VhdImage::open(&f, &OpenOptions { open_parent: false, ..OpenOptions::read_only() });
+                let mut c = VhdImage::open(
+                    &f,
+                    &OpenOptions {
+                        open_parent: false,
+                        ..OpenOptions::read_only()
+                    },
+                );
                 if let Ok(ci) = c.as_mut() {
                     d["parent"] = ci
                         .parent_candidates()

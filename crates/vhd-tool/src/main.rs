@@ -5,7 +5,7 @@ mod bench;
 mod convert;
 mod inspect;
 mod manage;
-pub mod torture;
+mod torture;
 mod util;
 
 use std::path::PathBuf;
@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "oxen-vhd", version, about = "Create, inspect, check and convert VHD images")]
+#[command(
+    name = "oxen-vhd",
+    version,
+    about = "Create, inspect, check and convert VHD images"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -38,7 +38,11 @@ pub fn create(a: CreateArgs) -> Result<()> {
     let bs = parse_size(&a.block_size)?;
     let opts = CreateOptions {
         size: parse_size(&a.size)?,
-        disk_type: if a.fixed { DiskType::Fixed } else { DiskType::Dynamic },
+        disk_type: if a.fixed {
+            DiskType::Fixed
+        } else {
+            DiskType::Dynamic
+        },
         block_size: u32::try_from(bs).context("block size too large")?,
         max_size: a.max_size.as_deref().map(parse_size).transpose()?,
         key: load_key(a.key.as_deref())?,

@@ -57,7 +57,7 @@ pub fn torture(a: TortureArgs) -> Result<()> {
         }
         img.write_at(&buf, start * 512)?;
         seq += 1;
-        if seq % a.flush_every == 0 {
+        if seq.is_multiple_of(a.flush_every.max(1)) {
             img.flush()?;
             writeln!(out, "flushed {seq}")?;
             out.flush()?;

@@ -31,7 +31,11 @@ fn killed_writer_never_corrupts_or_loses_flushed_data() {
     let sectors = SIZE / 512;
     // Model: for each sector, the newest flushed write covering it.
     let mut model: Vec<Option<u64>> = vec![None; sectors as usize];
-    let mut rng = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut rng = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {rng}");
     let mut next = || {
         rng ^= rng << 13;
@@ -45,7 +49,12 @@ fn killed_writer_never_corrupts_or_loses_flushed_data() {
     while runs < 40 && (began.elapsed() < Duration::from_secs(6) || runs < 10) {
         let start = runs * RUN_GAP;
         let mut child = Command::new(OXEN)
-            .args(["torture", img.to_str().unwrap(), "--start", &start.to_string()])
+            .args([
+                "torture",
+                img.to_str().unwrap(),
+                "--start",
+                &start.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawning oxen-vhd torture");
@@ -75,14 +84,21 @@ fn killed_writer_never_corrupts_or_loses_flushed_data() {
         runs += 1;
 
         let report = check::check(&img, None, &|_, _| {}).unwrap();
-        assert!(report.is_ok(), "run {runs}: image invalid after kill: {:?}", report.problems);
+        assert!(
+            report.is_ok(),
+            "run {runs}: image invalid after kill: {:?}",
+            report.problems
+        );
         let r = VhdImage::open(&img, &OpenOptions::read_only()).unwrap();
         let mut data = vec![0u8; SIZE as usize];
         r.read_at(&mut data, 0).unwrap();
         for (s, want) in model.iter().enumerate() {
             let sec = &data[s * 512..s * 512 + 512];
             if sec.iter().all(|&b| b == 0) {
-                assert!(want.is_none(), "run {runs}: sector {s} lost flushed write {want:?}");
+                assert!(
+                    want.is_none(),
+                    "run {runs}: sector {s} lost flushed write {want:?}"
+                );
                 continue;
             }
             // Whatever is there must be an intact sector of some write covering this sector,
@@ -99,10 +115,16 @@ fn killed_writer_never_corrupts_or_loses_flushed_data() {
                 "run {runs}: sector {s} is torn"
             );
             if let Some(w) = want {
-                assert!(seq >= *w, "run {runs}: sector {s} went back from write {w} to {seq}");
+                assert!(
+                    seq >= *w,
+                    "run {runs}: sector {s} went back from write {w} to {seq}"
+                );
             }
         }
     }
-    assert!(total_flushed > 0, "the writer never got to flush: the test proved nothing");
+    assert!(
+        total_flushed > 0,
+        "the writer never got to flush: the test proved nothing"
+    );
     eprintln!("{runs} kills, {total_flushed} flushed writes verified");
 }

@@ -39,17 +39,32 @@ const WRITES: &[(u64, u64, u8)] = &[
 
 fn qemu_write_patterns(img: &Path) {
     for &(o, l, b) in WRITES {
-        run("qemu-io", &["-f", "vpc", "-c", &format!("write -P {b} {o} {l}"), s(img)]);
+        run(
+            "qemu-io",
+            &["-f", "vpc", "-c", &format!("write -P {b} {o} {l}"), s(img)],
+        );
     }
 }
 
 fn qemu_read_patterns(img: &Path) {
     for &(o, l, b) in WRITES {
-        let out = run("qemu-io", &["-f", "vpc", "-c", &format!("read -P {b} {o} {l}"), s(img)]);
+        let out = run(
+            "qemu-io",
+            &["-f", "vpc", "-c", &format!("read -P {b} {o} {l}"), s(img)],
+        );
         assert!(!out.contains("Pattern verification failed"), "{out}");
     }
     // A region nobody wrote reads as zeros.
-    let out = run("qemu-io", &["-f", "vpc", "-c", &format!("read -P 0 {} 4096", 40 * MIB), s(img)]);
+    let out = run(
+        "qemu-io",
+        &[
+            "-f",
+            "vpc",
+            "-c",
+            &format!("read -P 0 {} 4096", 40 * MIB),
+            s(img),
+        ],
+    );
     assert!(!out.contains("Pattern verification failed"), "{out}");
 }
 
@@ -76,7 +91,19 @@ fn qemu_made_images_are_read_and_written_by_oxen() {
     let d = tempfile::tempdir().unwrap();
     for sub in ["dynamic", "fixed"] {
         let img = d.path().join(format!("q-{sub}.vhd"));
-        run("qemu-img", &["create", "-q", "-f", "vpc", "-o", &format!("subformat={sub}"), s(&img), "64M"]);
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "vpc",
+                "-o",
+                &format!("subformat={sub}"),
+                s(&img),
+                "64M",
+            ],
+        );
         qemu_write_patterns(&img);
         oxen_check_patterns(&img);
         // Oxen writes more into qemu's image; qemu reads both its own and Oxen's data.
@@ -85,12 +112,24 @@ fn qemu_made_images_are_read_and_written_by_oxen() {
         i.flush().unwrap();
         drop(i);
         qemu_read_patterns(&img);
-        let out = run("qemu-io", &["-f", "vpc", "-c", &format!("read -P 0x55 {} 4096", 30 * MIB), s(&img)]);
+        let out = run(
+            "qemu-io",
+            &[
+                "-f",
+                "vpc",
+                "-c",
+                &format!("read -P 0x55 {} 4096", 30 * MIB),
+                s(&img),
+            ],
+        );
         assert!(!out.contains("verification failed"), "{out}");
         // Whole-disk comparison: qemu's raw export equals Oxen's.
         let qraw = d.path().join(format!("q-{sub}.qemu.raw"));
         let oraw = d.path().join(format!("q-{sub}.oxen.raw"));
-        run("qemu-img", &["convert", "-f", "vpc", "-O", "raw", s(&img), s(&qraw)]);
+        run(
+            "qemu-img",
+            &["convert", "-f", "vpc", "-O", "raw", s(&img), s(&qraw)],
+        );
         run(OXEN, &["convert", s(&img), s(&oraw)]);
         run("cmp", &[s(&qraw), s(&oraw)]);
     }
@@ -111,7 +150,16 @@ fn oxen_made_images_are_read_and_written_by_qemu() {
         let info = run("qemu-img", &["info", "-f", "vpc", "--output=json", s(&img)]);
         assert!(info.contains("\"virtual-size\": 67108864"), "{info}");
         // qemu writes into Oxen's image; Oxen reads it back and still finds the image valid.
-        run("qemu-io", &["-f", "vpc", "-c", &format!("write -P 0x66 {} 4096", 50 * MIB), s(&img)]);
+        run(
+            "qemu-io",
+            &[
+                "-f",
+                "vpc",
+                "-c",
+                &format!("write -P 0x66 {} 4096", 50 * MIB),
+                s(&img),
+            ],
+        );
         let i = VhdImage::open(&img, &OpenOptions::read_only()).unwrap();
         let mut b = vec![0u8; 4096];
         i.read_at(&mut b, 50 * MIB).unwrap();
@@ -120,7 +168,10 @@ fn oxen_made_images_are_read_and_written_by_qemu() {
         // qemu-img compare against the raw export made by Oxen.
         let raw = d.path().join(format!("o-{fixed}.raw"));
         run(OXEN, &["convert", s(&img), s(&raw)]);
-        run("qemu-img", &["compare", "-f", "vpc", "-F", "raw", s(&img), s(&raw)]);
+        run(
+            "qemu-img",
+            &["compare", "-f", "vpc", "-F", "raw", s(&img), s(&raw)],
+        );
     }
 }
 
@@ -131,8 +182,10 @@ fn convert_raw_to_vhd_is_sparse_and_qemu_agrees() {
     let f = std::fs::File::create(&raw).unwrap();
     f.set_len(256 * MIB).unwrap();
     use std::os::unix::fs::FileExt;
-    f.write_all_at(&vec![0xabu8; 3 * MIB as usize], 10 * MIB).unwrap();
-    f.write_all_at(&vec![0u8; 4 * MIB as usize], 100 * MIB).unwrap(); // allocated zeros
+    f.write_all_at(&vec![0xabu8; 3 * MIB as usize], 10 * MIB)
+        .unwrap();
+    f.write_all_at(&vec![0u8; 4 * MIB as usize], 100 * MIB)
+        .unwrap(); // allocated zeros
     f.write_all_at(&[1u8; 512], 255 * MIB).unwrap();
     drop(f);
     let v = d.path().join("out.vhd");
@@ -141,13 +194,19 @@ fn convert_raw_to_vhd_is_sparse_and_qemu_agrees() {
     // 10..13 MiB spans blocks 5 and 6; 255 MiB is block 127. Zero data stays unallocated.
     let blocks: Vec<u64> = img.allocated_blocks().iter().map(|b| b.0).collect();
     assert_eq!(blocks, vec![5, 6, 127]);
-    run("qemu-img", &["compare", "-f", "vpc", "-F", "raw", s(&v), s(&raw)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "vpc", "-F", "raw", s(&v), s(&raw)],
+    );
     let back = d.path().join("back.raw");
     run(OXEN, &["convert", s(&v), s(&back)]);
     run("cmp", &[s(&raw), s(&back)]);
     let fixed = d.path().join("fixed.vhd");
     run(OXEN, &["convert", "-O", "vhd-fixed", s(&raw), s(&fixed)]);
-    run("qemu-img", &["compare", "-f", "vpc", "-F", "raw", s(&fixed), s(&raw)]);
+    run(
+        "qemu-img",
+        &["compare", "-f", "vpc", "-F", "raw", s(&fixed), s(&raw)],
+    );
 }
 
 fn chain(d: &Path) -> (PathBuf, Vec<u8>) {
@@ -181,7 +240,9 @@ fn oxen_chains_are_read_by_libvhdi() {
     let info = run("vhdiinfo", &[s(&top)]);
     assert!(info.contains("Differential"), "{info}");
     assert!(info.contains("Parent filename\t\t: mid.vhd"), "{info}");
-    let f = VhdImage::open(&top, &OpenOptions::read_only()).unwrap().footer();
+    let f = VhdImage::open(&top, &OpenOptions::read_only())
+        .unwrap()
+        .footer();
     let mid_uuid = VhdImage::open(d.path().join("mid.vhd"), &OpenOptions::read_only())
         .unwrap()
         .footer()

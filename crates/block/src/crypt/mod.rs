@@ -36,9 +36,8 @@ impl Key {
     /// A fresh random key.
     pub fn generate() -> Result<Key> {
         let mut k = [0u8; KEY_LEN];
-        getrandom::getrandom(&mut k).map_err(|e| {
-            Error::io("reading random bytes for a key", std::io::Error::other(e))
-        })?;
+        getrandom::getrandom(&mut k)
+            .map_err(|e| Error::io("reading random bytes for a key", std::io::Error::other(e)))?;
         Ok(Key(k))
     }
 
@@ -156,8 +155,14 @@ mod tests {
         let hex = k.to_hex() + "\n";
         let k2 = Key::parse(hex.as_bytes()).unwrap();
         assert_eq!(k.0, k2.0);
-        assert!(Key::parse(b"short").unwrap_err().to_string().contains("hex digits"));
+        assert!(Key::parse(b"short")
+            .unwrap_err()
+            .to_string()
+            .contains("hex digits"));
         let salt = [1; 16];
-        assert_ne!(k.check_value(&salt), Key::from_bytes([0; 64]).check_value(&salt));
+        assert_ne!(
+            k.check_value(&salt),
+            Key::from_bytes([0; 64]).check_value(&salt)
+        );
     }
 }

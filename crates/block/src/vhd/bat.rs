@@ -72,7 +72,9 @@ impl Bat {
     /// All on-disk bytes of a table of `entries` entries, padded to a sector.
     pub fn to_bytes(&self, entries: u32) -> Vec<u8> {
         let sectors = u64::from(entries).div_ceil(128);
-        (0..sectors).flat_map(|s| self.sector_bytes(s, entries)).collect()
+        (0..sectors)
+            .flat_map(|s| self.sector_bytes(s, entries))
+            .collect()
     }
 
     /// (block, sector) of every allocated entry among the first `entries`.

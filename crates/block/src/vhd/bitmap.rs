@@ -25,7 +25,8 @@ impl BlockBitmap {
             sectors,
             full: AtomicBool::new(false),
         };
-        bm.full.store(bm.count_range(0, sectors) == sectors, Ordering::Release);
+        bm.full
+            .store(bm.count_range(0, sectors) == sectors, Ordering::Release);
         bm
     }
 
@@ -79,7 +80,11 @@ impl BlockBitmap {
 
     /// On-disk bytes, padded with zeros to `len`.
     pub fn to_bytes(&self, len: usize) -> Vec<u8> {
-        let mut v: Vec<u8> = self.bytes.iter().map(|b| b.load(Ordering::Acquire)).collect();
+        let mut v: Vec<u8> = self
+            .bytes
+            .iter()
+            .map(|b| b.load(Ordering::Acquire))
+            .collect();
         v.resize(len.max(v.len()), 0);
         v
     }
@@ -172,7 +177,10 @@ mod tests {
         assert!(bm.test(0));
         assert!(!bm.test(1));
         assert!(bm.test(15));
-        assert_eq!(bm.runs(0, 16), vec![(0, 1, true), (1, 14, false), (15, 1, true)]);
+        assert_eq!(
+            bm.runs(0, 16),
+            vec![(0, 1, true), (1, 14, false), (15, 1, true)]
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ fn scan(store: &dyn Storage, r: &mut Report, progress: &dyn Fn(u64, u64)) -> Sca
     };
     let len = store.len().unwrap_or(0);
     if len < FOOTER_SIZE as u64 {
-        r.bad(format!("file is {len} bytes, too short for a VHD footer"), false);
+        r.bad(
+            format!("file is {len} bytes, too short for a VHD footer"),
+            false,
+        );
         return s;
     }
     let end = read(store, FOOTER_SIZE, len - FOOTER_SIZE as u64).map(|b| Footer::parse(&b));
@@ -128,11 +131,15 @@ fn scan(store: &dyn Storage, r: &mut Report, progress: &dyn Fn(u64, u64)) -> Sca
         return s;
     }
     let hoff = f.data_offset;
-    let Some(hb) = (hoff % SECTOR_SIZE == 0)
+    let Some(hb) = hoff
+        .is_multiple_of(SECTOR_SIZE)
         .then(|| read(store, HEADER_SIZE, hoff))
         .flatten()
     else {
-        r.bad(format!("dynamic header offset {hoff:#x} is outside the file or unaligned"), false);
+        r.bad(
+            format!("dynamic header offset {hoff:#x} is outside the file or unaligned"),
+            false,
+        );
         return s;
     };
     let h = match DynHeader::parse(&hb) {
@@ -154,19 +161,32 @@ fn scan(store: &dyn Storage, r: &mut Report, progress: &dyn Fn(u64, u64)) -> Sca
     }
     let bat_bytes = h.bat_bytes();
     if u64::from(h.max_table_entries) * bs > super::MAX_DISK_SIZE + bs {
-        r.bad(format!("BAT claims {} entries, an absurd size", h.max_table_entries), false);
+        r.bad(
+            format!("BAT claims {} entries, an absurd size", h.max_table_entries),
+            false,
+        );
         s.header = Some(h);
         return s;
     }
     let Some(raw) = read(store, bat_bytes as usize, h.table_offset) else {
-        r.bad(format!("BAT at byte {} extends past the end of the file", h.table_offset), false);
+        r.bad(
+            format!(
+                "BAT at byte {} extends past the end of the file",
+                h.table_offset
+            ),
+            false,
+        );
         s.header = Some(h);
         return s;
     };
     s.used_end = (hoff + HEADER_SIZE as u64).max(h.table_offset + bat_bytes);
     for l in h.locators.iter().filter(|l| l.is_used()) {
         match locator_payload(store, l, foot_off) {
-            Ok(_) => s.used_end = s.used_end.max(l.data_offset + l.space_bytes().max(u64::from(l.data_len))),
+            Ok(_) => {
+                s.used_end = s
+                    .used_end
+                    .max(l.data_offset + l.space_bytes().max(u64::from(l.data_len)))
+            }
             Err(e) => r.bad(format!("{e}"), false),
         }
     }
@@ -197,12 +217,16 @@ fn scan(store: &dyn Storage, r: &mut Report, progress: &dyn Fn(u64, u64)) -> Sca
             continue;
         }
         if let Some((ro, _)) = meta.iter().find(|(ro, rl)| start < ro + rl && *ro < bend) {
-            r.bad(format!("BAT entry {i} points to sector {e}, overlapping metadata at byte {ro}"), true);
+            r.bad(
+                format!("BAT entry {i} points to sector {e}, overlapping metadata at byte {ro}"),
+                true,
+            );
             s.bad_entries.push(i);
             continue;
         }
         if i as u64 * bs >= f.current_size {
-            r.warnings.push(format!("BAT entry {i} is allocated beyond the disk size"));
+            r.warnings
+                .push(format!("BAT entry {i} is allocated beyond the disk size"));
         }
         blocks.push((start, i));
         s.used_end = s.used_end.max(bend);
@@ -235,8 +259,9 @@ pub fn check(path: &Path, key: Option<&Key>, progress: &dyn Fn(u64, u64)) -> Res
     match VhdImage::open(path, &opts) {
         Ok(img) => chain_checks(&img, &mut r),
         Err(Error::KeyRequired(_)) => {
-            r.warnings
-                .push("image is encrypted and no key was given: data and parent not checked".into());
+            r.warnings.push(
+                "image is encrypted and no key was given: data and parent not checked".into(),
+            );
         }
         Err(e) => r.bad(e.to_string(), false),
     }
@@ -266,12 +291,18 @@ fn chain_checks(img: &VhdImage, r: &mut Report) {
         }
         if pf.uuid != h.parent_uuid {
             r.bad(
-                format!("{}: parent UUID {} expected {}", cur.name(), uuid_string(&pf.uuid), uuid_string(&h.parent_uuid)),
+                format!(
+                    "{}: parent UUID {} expected {}",
+                    cur.name(),
+                    uuid_string(&pf.uuid),
+                    uuid_string(&h.parent_uuid)
+                ),
                 false,
             );
         }
         if p.size() < cur.size() {
-            r.warnings.push(format!("{}: parent is smaller than the child", cur.name()));
+            r.warnings
+                .push(format!("{}: parent is smaller than the child", cur.name()));
         }
         cur = p;
     }
@@ -305,7 +336,9 @@ pub fn repair(path: &Path) -> Result<Vec<String>> {
             let mut bat = s.bat.clone();
             for &i in &s.bad_entries {
                 bat[i] = UNUSED;
-                actions.push(format!("cleared BAT entry {i}, which pointed outside the data"));
+                actions.push(format!(
+                    "cleared BAT entry {i}, which pointed outside the data"
+                ));
             }
             let mut bytes = vec![0xffu8; h.bat_bytes() as usize];
             for (i, e) in bat.iter().enumerate() {
@@ -315,7 +348,9 @@ pub fn repair(path: &Path) -> Result<Vec<String>> {
         }
     }
     let fb = f.to_bytes();
-    let len = store.len().map_err(|e| Error::io("reading the file size", e))?;
+    let len = store
+        .len()
+        .map_err(|e| Error::io("reading the file size", e))?;
     if f.disk_type == DiskType::Fixed {
         if len > f.current_size + FOOTER_SIZE as u64 {
             w(&fb, f.current_size)?;
@@ -326,9 +361,14 @@ pub fn repair(path: &Path) -> Result<Vec<String>> {
         }
     } else {
         if !s.end_footer_ok {
-            let at = align_up(s.used_end.max(len.saturating_sub(FOOTER_SIZE as u64)), SECTOR_SIZE);
+            let at = align_up(
+                s.used_end.max(len.saturating_sub(FOOTER_SIZE as u64)),
+                SECTOR_SIZE,
+            );
             w(&fb, at)?;
-            actions.push(format!("wrote the footer at byte {at} from the copy at offset 0"));
+            actions.push(format!(
+                "wrote the footer at byte {at} from the copy at offset 0"
+            ));
         }
         let copy = read(&store, FOOTER_SIZE, 0);
         if copy.as_deref() != Some(&fb[..]) {

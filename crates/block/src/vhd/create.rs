@@ -55,7 +55,7 @@ impl CreateOptions {
 }
 
 fn check_size(size: u64) -> Result<()> {
-    if size == 0 || size % 512 != 0 || size > MAX_DISK_SIZE {
+    if size == 0 || !size.is_multiple_of(512) || size > MAX_DISK_SIZE {
         return Err(Error::InvalidArgument(format!(
             "disk size {size} must be a non-zero multiple of 512 no larger than 2040 GiB"
         )));
@@ -77,7 +77,11 @@ pub(crate) fn new_footer(size: u64, disk_type: DiskType, key: Option<&Key>) -> R
     Ok(Footer {
         features: 2,
         version: 0x0001_0000,
-        data_offset: if disk_type == DiskType::Fixed { u64::MAX } else { 512 },
+        data_offset: if disk_type == DiskType::Fixed {
+            u64::MAX
+        } else {
+            512
+        },
         timestamp: vhd_now(),
         creator_app: CREATOR_APP,
         creator_version: 0x0001_0003,
@@ -127,7 +131,9 @@ pub fn create_on(store: &dyn Storage, opts: &CreateOptions) -> Result<()> {
                     off += n;
                 }
             }
-            store.write_all_at(&footer.to_bytes(), opts.size).map_err(werr)?;
+            store
+                .write_all_at(&footer.to_bytes(), opts.size)
+                .map_err(werr)?;
             store.sync().map_err(werr)
         }
         DiskType::Dynamic => {
@@ -240,7 +246,9 @@ pub fn create_child_of(child: &Path, p: &VhdImage, key: Option<&Key>) -> Result<
         size: pf.current_size,
         disk_type: DiskType::Differencing,
         block_size: p.block_size().map_or(DEFAULT_BLOCK_SIZE, |b| b as u32),
-        max_size: p.header().map(|h| u64::from(h.max_table_entries) * u64::from(h.block_size)),
+        max_size: p
+            .header()
+            .map(|h| u64::from(h.max_table_entries) * u64::from(h.block_size)),
         key: key.cloned(),
     };
     let rel = relative_path(&ppath, &child_dir);
@@ -271,7 +279,11 @@ impl VhdImage {
     }
 
     /// Same as [`VhdImage::snapshot_to`] for a shared handle.
-    pub fn snapshot_arc(self: &Arc<Self>, child: &Path, key: Option<&Key>) -> Result<Arc<VhdImage>> {
+    pub fn snapshot_arc(
+        self: &Arc<Self>,
+        child: &Path,
+        key: Option<&Key>,
+    ) -> Result<Arc<VhdImage>> {
         self.snapshot_to(child, key).map(Arc::new)
     }
 }

@@ -125,7 +125,11 @@ impl Footer {
             2 => DiskType::Fixed,
             3 => DiskType::Dynamic,
             4 => DiskType::Differencing,
-            t => return Err(Error::corrupt(format!("footer disk type {t} is not 2, 3 or 4"))),
+            t => {
+                return Err(Error::corrupt(format!(
+                    "footer disk type {t} is not 2, 3 or 4"
+                )))
+            }
         };
         let version = be32(b, 12);
         if version >> 16 != 1 {
@@ -134,7 +138,7 @@ impl Footer {
             )));
         }
         let current_size = be64(b, 48);
-        if current_size % 512 != 0 {
+        if !current_size.is_multiple_of(512) {
             return Err(Error::corrupt(format!(
                 "footer current size {current_size} is not a multiple of 512"
             )));
@@ -258,10 +262,16 @@ mod tests {
     fn rejects_bad_checksum_and_cookie() {
         let mut b = sample().to_bytes();
         b[100] ^= 1;
-        assert!(Footer::parse(&b).unwrap_err().to_string().contains("checksum"));
+        assert!(Footer::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         let mut b = sample().to_bytes();
         b[0] = b'x';
-        assert!(Footer::parse(&b).unwrap_err().to_string().contains("cookie"));
+        assert!(Footer::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("cookie"));
     }
 
     #[test]
@@ -269,6 +279,9 @@ mod tests {
         let mut f = sample();
         f.current_size = 1 << 50;
         let b = f.to_bytes();
-        assert!(Footer::parse(&b).unwrap_err().to_string().contains("2040 GiB"));
+        assert!(Footer::parse(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("2040 GiB"));
     }
 }

@@ -71,7 +71,7 @@ impl DynHeader {
             )));
         }
         let table_offset = be64(b, 16);
-        if table_offset % 512 != 0 {
+        if !table_offset.is_multiple_of(512) {
             return Err(Error::corrupt(format!(
                 "BAT offset {table_offset:#x} is not sector aligned"
             )));
@@ -79,11 +79,9 @@ impl DynHeader {
         let max_table_entries = be32(b, 28);
         let mut parent_uuid = [0u8; 16];
         parent_uuid.copy_from_slice(&b[40..56]);
-        let parent_name = utf16_decode(
-            &b[PARENT_NAME_OFF..PARENT_NAME_OFF + PARENT_NAME_LEN],
-            true,
-        )
-        .ok_or_else(|| Error::corrupt("parent unicode name is not valid UTF-16"))?;
+        let parent_name =
+            utf16_decode(&b[PARENT_NAME_OFF..PARENT_NAME_OFF + PARENT_NAME_LEN], true)
+                .ok_or_else(|| Error::corrupt("parent unicode name is not valid UTF-16"))?;
         let mut locators = [Locator::default(); LOCATOR_COUNT];
         for (i, l) in locators.iter_mut().enumerate() {
             let o = LOCATORS_OFF + i * LOCATOR_SIZE;
@@ -158,7 +156,10 @@ mod tests {
         assert_eq!(DynHeader::parse(&b).unwrap(), h);
         let mut bad = b;
         bad[200] ^= 0xff;
-        assert!(DynHeader::parse(&bad).unwrap_err().to_string().contains("checksum"));
+        assert!(DynHeader::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         h.block_size = 3000;
         assert!(DynHeader::parse(&h.to_bytes())
             .unwrap_err()

@@ -162,7 +162,7 @@ impl VhdImage {
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<()> {
-        if offset % SECTOR_SIZE != 0 || len % SECTOR_SIZE != 0 {
+        if !offset.is_multiple_of(SECTOR_SIZE) || !len.is_multiple_of(SECTOR_SIZE) {
             return Err(Error::Unaligned { offset, len });
         }
         let size = self.size.load(Ordering::Acquire);
@@ -244,8 +244,7 @@ impl VhdImage {
         let e = d.bat.get(b);
         let mut bytes = vec![0u8; d.bitmap_bytes as usize];
         self.pread(&mut bytes, u64::from(e) * SECTOR_SIZE)?;
-        Ok(d
-            .bitmaps
+        Ok(d.bitmaps
             .insert(b, BlockBitmap::from_bytes(&bytes, d.sectors_per_block())))
     }
 

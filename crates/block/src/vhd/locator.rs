@@ -54,7 +54,7 @@ impl Locator {
     /// Reserved payload space in bytes. The specification says sectors, but Windows and blktap
     /// store bytes; like blktap, treat a multiple of 512 as bytes.
     pub fn space_bytes(&self) -> u64 {
-        if self.data_space % 512 == 0 {
+        if self.data_space.is_multiple_of(512) {
             u64::from(self.data_space)
         } else {
             u64::from(self.data_space) * 512
@@ -152,18 +152,16 @@ mod tests {
                 data_offset: 0,
             };
             let got = l.decode_path(&data, dir).unwrap();
-            let norm: PathBuf = got
-                .components()
-                .fold(PathBuf::new(), |mut acc, c| {
-                    match c {
-                        Component::ParentDir => {
-                            acc.pop();
-                        }
-                        Component::CurDir => {}
-                        other => acc.push(other),
+            let norm: PathBuf = got.components().fold(PathBuf::new(), |mut acc, c| {
+                match c {
+                    Component::ParentDir => {
+                        acc.pop();
                     }
-                    acc
-                });
+                    Component::CurDir => {}
+                    other => acc.push(other),
+                }
+                acc
+            });
             assert_eq!(norm, parent, "code {}", l.code_str());
         }
     }

@@ -16,7 +16,9 @@ mod util;
 
 pub use bat::UNUSED;
 pub use bitmap::BlockBitmap;
-pub use create::{create, create_child, create_child_of, create_on, CreateOptions, DEFAULT_BLOCK_SIZE};
+pub use create::{
+    create, create_child, create_child_of, create_on, CreateOptions, DEFAULT_BLOCK_SIZE,
+};
 pub use footer::{DiskType, Footer, KeyTag, FOOTER_SIZE};
 pub use header::{DynHeader, HEADER_SIZE};
 pub use image::VhdImage;
@@ -34,7 +36,10 @@ pub fn looks_like_vhd(store: &dyn crate::Storage) -> bool {
         return false;
     }
     let mut b = [0u8; 8];
-    store.read_exact_at(&mut b, len - FOOTER_SIZE as u64).is_ok() && &b == b"conectix"
+    store
+        .read_exact_at(&mut b, len - FOOTER_SIZE as u64)
+        .is_ok()
+        && &b == b"conectix"
 }
 
 #[cfg(test)]

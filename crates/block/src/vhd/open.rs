@@ -70,7 +70,9 @@ fn read_at(store: &dyn Storage, len: usize, off: u64, what: &str) -> Result<Vec<
     let mut b = vec![0u8; len];
     store.read_exact_at(&mut b, off).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            Error::corrupt(format!("{what} at byte {off} is past the end of the file (truncated)"))
+            Error::corrupt(format!(
+                "{what} at byte {off} is past the end of the file (truncated)"
+            ))
         } else {
             Error::io(format!("reading {what} at byte {off}"), e)
         }
@@ -132,7 +134,12 @@ pub(crate) fn locator_payload(
             l.data_len
         )));
     }
-    read_at(store, l.data_len as usize, l.data_offset, "parent locator data")
+    read_at(
+        store,
+        l.data_len as usize,
+        l.data_offset,
+        "parent locator data",
+    )
 }
 
 impl VhdImage {
@@ -182,7 +189,9 @@ fn open_chain(path: &Path, opts: &OpenOptions, visited: &mut Vec<PathBuf>) -> Re
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     if visited.contains(&canon) {
         return Err(Error::Parent {
-            child: visited.last().map_or_else(String::new, |p| p.display().to_string()),
+            child: visited
+                .last()
+                .map_or_else(String::new, |p| p.display().to_string()),
             reason: format!("cycle: {} is its own ancestor", canon.display()),
         });
     }
@@ -207,8 +216,14 @@ fn open_chain(path: &Path, opts: &OpenOptions, visited: &mut Vec<PathBuf>) -> Re
     Ok(img)
 }
 
-fn open_parent(child: &VhdImage, opts: &OpenOptions, visited: &mut Vec<PathBuf>) -> Result<VhdImage> {
-    let h = child.header().ok_or_else(|| Error::corrupt("differencing disk without header"))?;
+fn open_parent(
+    child: &VhdImage,
+    opts: &OpenOptions,
+    visited: &mut Vec<PathBuf>,
+) -> Result<VhdImage> {
+    let h = child
+        .header()
+        .ok_or_else(|| Error::corrupt("differencing disk without header"))?;
     let candidates = child.parent_candidates();
     let perr = |reason: String| Error::Parent {
         child: child.name.clone(),
@@ -218,7 +233,11 @@ fn open_parent(child: &VhdImage, opts: &OpenOptions, visited: &mut Vec<PathBuf>)
         let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         return Err(perr(format!(
             "not found (tried: {})",
-            if tried.is_empty() { "no locator".to_string() } else { tried.join(", ") }
+            if tried.is_empty() {
+                "no locator".to_string()
+            } else {
+                tried.join(", ")
+            }
         )));
     };
     let popts = OpenOptions {
@@ -247,7 +266,12 @@ fn open_parent(child: &VhdImage, opts: &OpenOptions, visited: &mut Vec<PathBuf>)
     Ok(parent)
 }
 
-fn parse(store: Arc<dyn Storage>, name: String, path: Option<PathBuf>, opts: &OpenOptions) -> Result<VhdImage> {
+fn parse(
+    store: Arc<dyn Storage>,
+    name: String,
+    path: Option<PathBuf>,
+    opts: &OpenOptions,
+) -> Result<VhdImage> {
     let ctx = |e: Error| match e {
         Error::Corrupt(m) => Error::Corrupt(format!("{name}: {m}")),
         other => other,
@@ -295,7 +319,11 @@ fn parse(store: Arc<dyn Storage>, name: String, path: Option<PathBuf>, opts: &Op
 
 fn parse_dynamic(store: &dyn Storage, footer: &Footer, foot_off: u64) -> Result<Dyn> {
     let hoff = footer.data_offset;
-    if hoff % SECTOR_SIZE != 0 || hoff.checked_add(HEADER_SIZE as u64).is_none_or(|e| e > foot_off) {
+    if !hoff.is_multiple_of(SECTOR_SIZE)
+        || hoff
+            .checked_add(HEADER_SIZE as u64)
+            .is_none_or(|e| e > foot_off)
+    {
         return Err(Error::corrupt(format!(
             "dynamic header offset {hoff:#x} is not a sector inside the file"
         )));

@@ -98,7 +98,11 @@ pub type Progress<'a> = &'a dyn Fn(u64, u64);
 
 /// Merges a differencing disk's data into its parent (vhd-util `coalesce`). The parent is
 /// changed in place; other children of that parent become invalid, as with vhd-util.
-pub fn coalesce(child: &std::path::Path, key: Option<&Key>, progress: Progress<'_>) -> Result<PathBuf> {
+pub fn coalesce(
+    child: &std::path::Path,
+    key: Option<&Key>,
+    progress: Progress<'_>,
+) -> Result<PathBuf> {
     let opts = OpenOptions::read_only().with_key(key.cloned());
     let c = VhdImage::open(child, &opts)?;
     if c.disk_type() != DiskType::Differencing {
@@ -121,7 +125,9 @@ pub fn coalesce(child: &std::path::Path, key: Option<&Key>, progress: Progress<'
     let total = blocks.len() as u64 * bs;
     let mut buf = vec![0u8; bs as usize];
     for (i, (b, _)) in blocks.iter().enumerate() {
-        let Some(bm) = c.block_bitmap(*b)? else { continue };
+        let Some(bm) = c.block_bitmap(*b)? else {
+            continue;
+        };
         let base = b * bs;
         let spb = (bs / SECTOR_SIZE) as u32;
         for (start, n, present) in bm.runs(0, spb) {

@@ -26,7 +26,7 @@ pub(crate) fn resize(img: &VhdImage, new_size: u64) -> Result<()> {
     if !img.writable {
         return Err(Error::ReadOnly);
     }
-    if new_size == 0 || new_size % SECTOR_SIZE != 0 || new_size > MAX_DISK_SIZE {
+    if new_size == 0 || !new_size.is_multiple_of(SECTOR_SIZE) || new_size > MAX_DISK_SIZE {
         return Err(Error::InvalidArgument(format!(
             "new size {new_size} must be a non-zero multiple of 512 no larger than 2040 GiB"
         )));

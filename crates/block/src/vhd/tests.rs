@@ -10,7 +10,9 @@ use crate::{DiskImage, Error};
 const MIB: u64 = 1 << 20;
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
 }
 
 fn rw(p: &Path) -> VhdImage {
@@ -47,7 +49,8 @@ fn zero_writes_do_not_allocate_and_discard_frees() {
     let img = rw(&p);
     img.write_at(&vec![0u8; 2 * MIB as usize], 0).unwrap();
     assert!(img.allocated_blocks().is_empty());
-    img.write_at(&pattern(3, 2 * MIB as usize), 2 * MIB).unwrap();
+    img.write_at(&pattern(3, 2 * MIB as usize), 2 * MIB)
+        .unwrap();
     img.write_at(&pattern(4, 4096), 4 * MIB).unwrap();
     img.discard(2 * MIB, 2 * MIB).unwrap();
     img.discard(4 * MIB, 512).unwrap();
@@ -76,8 +79,14 @@ fn small_block_size_and_unaligned_rejected() {
     let mut b = vec![0u8; a.len()];
     rw(&p).read_at(&mut b, 100 * 512).unwrap();
     assert_eq!(a, b);
-    assert!(matches!(img.write_at(&[0; 100], 0), Err(Error::Unaligned { .. })));
-    assert!(matches!(img.read_at(&mut [0; 512], MIB), Err(Error::OutOfRange { .. })));
+    assert!(matches!(
+        img.write_at(&[0; 100], 0),
+        Err(Error::Unaligned { .. })
+    ));
+    assert!(matches!(
+        img.read_at(&mut [0; 512], MIB),
+        Err(Error::OutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -136,17 +145,23 @@ fn missing_wrong_and_cyclic_parents_are_clear_errors() {
     create(&a, &CreateOptions::dynamic(MIB * 4)).unwrap();
     create_child(&c, &a, None).unwrap();
     std::fs::remove_file(&a).unwrap();
-    let e = VhdImage::open(&c, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&c, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not found"), "{e}");
     create(&a, &CreateOptions::dynamic(MIB * 4)).unwrap();
-    let e = VhdImage::open(&c, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&c, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("UUID"), "{e}");
     // A child that names itself as parent: a cycle.
     let c2 = d.path().join("self.vhd");
     create_child(&c2, &a, None).unwrap();
     std::fs::remove_file(&a).unwrap();
     std::fs::copy(&c2, &a).unwrap();
-    let e = VhdImage::open(&c2, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&c2, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cycle"), "{e}");
 }
 
@@ -194,7 +209,10 @@ fn encryption_round_trip_and_wrong_key() {
     img.write_at(&pattern(7, 8192), 4096).unwrap();
     img.flush().unwrap();
     let raw = std::fs::read(&p).unwrap();
-    assert!(!raw.windows(64).any(|w| w == &pattern(7, 64)[..]), "plaintext on disk");
+    assert!(
+        !raw.windows(64).any(|w| w == &pattern(7, 64)[..]),
+        "plaintext on disk"
+    );
     let mut b = vec![0u8; 16384];
     img.read_at(&mut b, 0).unwrap();
     assert!(b[..4096].iter().all(|&x| x == 0));
@@ -268,7 +286,9 @@ fn live_snapshot_continues_on_child() {
     create(&p, &CreateOptions::dynamic(8 * MIB)).unwrap();
     let img = Arc::new(rw(&p));
     img.write_at(&pattern(1, 4096), 0).unwrap();
-    let child = img.snapshot_arc(&d.path().join("live-1.vhd"), None).unwrap();
+    let child = img
+        .snapshot_arc(&d.path().join("live-1.vhd"), None)
+        .unwrap();
     drop(img);
     child.write_at(&pattern(2, 512), 512).unwrap();
     let mut b = vec![0u8; 4096];
@@ -296,20 +316,27 @@ fn corruption_is_reported_and_repaired() {
     let n = bad.len();
     bad[n - 400] ^= 0xff;
     std::fs::write(&p, &bad).unwrap();
-    let e = VhdImage::open(&p, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&p, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("checksum") && e.contains("repair"), "{e}");
     assert!(!check::check(&p, None, &|_, _| {}).unwrap().is_ok());
     let acts = check::repair(&p).unwrap();
     assert!(!acts.is_empty());
     assert!(check::check(&p, None, &|_, _| {}).unwrap().is_ok());
     let mut b = vec![0u8; 4096];
-    VhdImage::open(&p, &OpenOptions::read_only()).unwrap().read_at(&mut b, 0).unwrap();
+    VhdImage::open(&p, &OpenOptions::read_only())
+        .unwrap()
+        .read_at(&mut b, 0)
+        .unwrap();
     assert_eq!(b, pattern(1, 4096));
     // BAT entry pointing outside the file.
     let mut bad = good.clone();
     bad[1536..1540].copy_from_slice(&0x00ff_0000u32.to_be_bytes());
     std::fs::write(&p, &bad).unwrap();
-    let e = VhdImage::open(&p, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&p, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("BAT entry 0"), "{e}");
     check::repair(&p).unwrap();
     assert!(check::check(&p, None, &|_, _| {}).unwrap().is_ok());
@@ -321,7 +348,9 @@ fn corruption_is_reported_and_repaired() {
     let mut bad = good;
     bad[600] ^= 1;
     std::fs::write(&p, &bad).unwrap();
-    let e = VhdImage::open(&p, &OpenOptions::read_only()).unwrap_err().to_string();
+    let e = VhdImage::open(&p, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("dynamic header checksum"), "{e}");
     assert!(check::repair(&p).is_err());
 }
