@@ -35,6 +35,8 @@ pub struct Client {
     path: PathBuf,
     next_req: u32,
     events: VecDeque<(String, String)>,
+    /// Bytes received but not yet parsed (one read often brings a whole reply).
+    inbuf: Vec<u8>,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
             path,
             next_req: 1,
             events: VecDeque::new(),
+            inbuf: Vec::new(),
         })
     }
 
@@ -78,9 +81,26 @@ impl Client {
         }
     }
 
+    fn fill(&mut self, want: usize) -> Result<(), ClientError> {
+        let mut chunk = [0u8; 8192];
+        while self.inbuf.len() < want {
+            match self.sock.read(&mut chunk) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "xenstored closed");
+                    return Err(self.io(e));
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn read_message(&mut self) -> Result<Message, ClientError> {
+        self.fill(HEADER_LEN)?;
         let mut h = [0u8; HEADER_LEN];
-        self.sock.read_exact(&mut h).map_err(|e| self.io(e))?;
+        h.copy_from_slice(&self.inbuf[..HEADER_LEN]);
         let header = Header::parse(&h);
         if header.len as usize > wire::PAYLOAD_MAX {
             return Err(ClientError::Protocol(format!(
@@ -88,8 +108,10 @@ impl Client {
                 header.len
             )));
         }
-        let mut payload = vec![0u8; header.len as usize];
-        self.sock.read_exact(&mut payload).map_err(|e| self.io(e))?;
+        let total = HEADER_LEN + header.len as usize;
+        self.fill(total)?;
+        let payload = self.inbuf[HEADER_LEN..total].to_vec();
+        self.inbuf.drain(..total);
         Ok(Message { header, payload })
     }
 

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod daemon;
 pub mod domain;
+pub mod fuzzing;
 pub mod ops;
 pub mod path;
 pub mod perms;
