@@ -115,11 +115,11 @@ mod tests {
             let mut payload = Vec::new();
             for _ in 0..(r.next() % 4) {
                 payload.extend_from_slice(WORDS[(r.next() as usize) % WORDS.len()]);
-                if r.next() % 8 != 0 {
+                if !r.next().is_multiple_of(8) {
                     payload.push(0);
                 }
             }
-            let tx = if r.next() % 4 == 0 {
+            let tx = if r.next().is_multiple_of(4) {
                 (r.next() % 4) as u32
             } else {
                 0
@@ -135,7 +135,7 @@ mod tests {
             };
             m.header.len = m.payload.len() as u32;
             let mut bytes = m.encode();
-            if r.next() % 16 == 0 {
+            if r.next().is_multiple_of(16) {
                 let i = (r.next() as usize) % bytes.len();
                 bytes[i] = r.next() as u8;
             }
