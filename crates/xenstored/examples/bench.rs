@@ -6,7 +6,7 @@
 //! Without `--socket` the daemon runs in this process (its own thread, persistence on, as
 //! oxenstored runs); with it, an already running Xenstore is measured instead.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -71,18 +71,18 @@ impl Op {
     }
 }
 
-struct Result_ {
+struct Measurement {
     ops: u64,
     elapsed: Duration,
     lat: Vec<u32>,
 }
 
-fn measure(socket: &PathBuf, op: Op, clients: usize, secs: f64) -> anyhow::Result<Result_> {
+fn measure(socket: &Path, op: Op, clients: usize, secs: f64) -> anyhow::Result<Measurement> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let (tx, rx) = mpsc::channel();
     let run_for = Duration::from_secs_f64(secs);
     for me in 0..clients {
-        let (socket, barrier, tx) = (socket.clone(), barrier.clone(), tx.clone());
+        let (socket, barrier, tx) = (socket.to_path_buf(), barrier.clone(), tx.clone());
         std::thread::spawn(move || {
             let mut c = Client::connect(&socket).expect("connect");
             let mut lat = Vec::with_capacity(1 << 20);
@@ -107,7 +107,7 @@ fn measure(socket: &PathBuf, op: Op, clients: usize, secs: f64) -> anyhow::Resul
         elapsed = elapsed.max(e);
     }
     all.sort_unstable();
-    Ok(Result_ {
+    Ok(Measurement {
         ops: all.len() as u64,
         elapsed,
         lat: all,
