@@ -80,3 +80,19 @@ fn watch_reports_changes() {
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn control_commands() {
+    let d = Daemon::start(&["--no-persist"]);
+    assert_eq!(d.ok("xenstore-control", &["check"]), "OK\n");
+    let help = d.ok("xenstore-control", &["help"]);
+    assert!(help.contains("quota"), "{help}");
+    let quota = d.ok("xenstore-control", &["quota"]);
+    assert!(quota.contains("nodes: 1000"), "{quota}");
+    d.ok("xenstore-control", &["quota", "set", "nodes", "50"]);
+    assert!(d.ok("xenstore-control", &["quota"]).contains("nodes: 50"));
+    assert!(!d
+        .tool("xenstore-control", &["no-such-command"])
+        .status
+        .success());
+}

@@ -103,9 +103,11 @@ fn wait_for_socket(socket: &Path) {
 /// Where Debian's packages put a Xen client tool. Panics (failing the test) if it is not
 /// installed: scripts/deps.d/20-xenstore.sh installs them.
 pub fn tool_path(name: &str) -> PathBuf {
+    // Xen's own directory first: Debian's /usr/bin entries for some tools are wrappers that
+    // insist on running under a Xen hypervisor.
     let candidates = [
-        PathBuf::from("/usr/bin").join(name),
         PathBuf::from("/usr/lib/xen-4.17/bin").join(name),
+        PathBuf::from("/usr/bin").join(name),
         PathBuf::from("/usr/lib/xen/bin").join(name),
     ];
     candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
