@@ -31,6 +31,11 @@ pub trait DiskImage: Send + Sync + std::fmt::Debug {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
     /// Makes every write that has returned durable.
     fn flush(&self) -> Result<()>;
+    /// Writes pending metadata into the image without waiting for the disk: the image is
+    /// complete for other readers, but not crash-safe until a [`DiskImage::flush`].
+    fn flush_unsynced(&self) -> Result<()> {
+        self.flush()
+    }
     /// Declares a range unused: it reads as zeros afterwards and, where the format can, its space
     /// is given back.
     fn discard(&self, offset: u64, len: u64) -> Result<()>;

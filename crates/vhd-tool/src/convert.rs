@@ -40,6 +40,10 @@ pub struct ConvertArgs {
     /// Encrypt the VHD output with this key.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Wait until the output is on disk (fsync) before exiting. Without it the output is left
+    /// in the page cache, as qemu-img convert does by default.
+    #[arg(long)]
+    sync: bool,
 }
 
 /// Data ranges of a raw file, from SEEK_DATA/SEEK_HOLE, widened to sectors.
@@ -106,7 +110,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     let dst = create_output(&a.dst, format, size, &a)?;
     let total: u64 = extents.iter().map(|e| e.1).sum();
     let pb = progress(total, "convert");
-    let r = ops::copy_extents(src.as_ref(), dst.as_ref(), &extents, &|d, _| {
+    let r = ops::copy_extents(src.as_ref(), dst.as_ref(), &extents, a.sync, &|d, _| {
         pb.set_position(d)
     });
     pb.finish_and_clear();

@@ -90,6 +90,10 @@ impl DiskImage for RawImage {
             .map_err(|e| Error::io(format!("syncing {}", self.name), e))
     }
 
+    fn flush_unsynced(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn discard(&self, offset: u64, len: u64) -> Result<()> {
         if !self.writable {
             return Err(Error::ReadOnly);

@@ -429,7 +429,15 @@ impl VhdImage {
 
     /// Persists dirty bitmaps and BAT entries with the ordering described in the module docs.
     pub(crate) fn flush_inner(&self) -> Result<()> {
+        self.flush_meta(true)
+    }
+
+    /// Writes dirty bitmaps and BAT entries; with `durable`, between two syncs.
+    fn flush_meta(&self, durable: bool) -> Result<()> {
         let sync = |what: &str| {
+            if !durable {
+                return Ok(());
+            }
             self.store
                 .sync()
                 .map_err(|e| Error::io(format!("syncing {} ({what})", self.name), e))
@@ -522,6 +530,13 @@ impl DiskImage for VhdImage {
             return Ok(());
         }
         self.flush_inner()
+    }
+
+    fn flush_unsynced(&self) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        self.flush_meta(false)
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<()> {

@@ -2,6 +2,7 @@
 //! between images (the engine of `convert`).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::footer::DiskType;
 use super::image::VhdImage;
@@ -146,35 +147,70 @@ pub fn coalesce(
 }
 
 /// Copies `extents` (byte ranges holding data; everything else is zero) from `src` to `dst`,
-/// which must be freshly created (reads as zeros). Zero chunks are skipped, so they stay
-/// unallocated in sparse destinations.
+/// which must be freshly created (reads as zeros); `sync` flushes it at the end (without it
+/// the data is in the host's page cache, as `qemu-img convert` leaves it). Zero chunks are
+/// skipped, so they stay
+/// unallocated in sparse destinations. Chunks are copied by a few threads at once: the engine
+/// takes no global lock, so writes into different blocks proceed in parallel.
 pub fn copy_extents(
     src: &dyn DiskImage,
     dst: &dyn DiskImage,
     extents: &[(u64, u64)],
+    sync: bool,
     progress: Progress<'_>,
 ) -> Result<()> {
     const CHUNK: u64 = 2 << 20;
     let total: u64 = extents.iter().map(|e| e.1).sum();
-    let mut done = 0;
-    let mut buf = vec![0u8; CHUNK as usize];
+    // Chunks aligned to CHUNK, so each maps onto one 2 MiB VHD block.
+    let mut chunks: Vec<(u64, u64)> = Vec::new();
     for &(off, len) in extents {
         let mut pos = off;
-        let end = off + len;
-        while pos < end {
-            // Keep chunks aligned to CHUNK so each one maps onto one 2 MiB VHD block.
-            let n = (CHUNK - pos % CHUNK).min(end - pos);
+        while pos < off + len {
+            let n = (CHUNK - pos % CHUNK).min(off + len - pos);
+            chunks.push((pos, n));
+            pos += n;
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let worker = || -> Result<()> {
+        let mut buf = vec![0u8; CHUNK as usize];
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(pos, n)) = chunks.get(i) else {
+                return Ok(());
+            };
             let b = &mut buf[..n as usize];
             src.read_at(b, pos)?;
             if b.iter().any(|&x| x != 0) {
                 dst.write_at(b, pos)?;
             }
-            pos += n;
-            done += n;
-            progress(done, total);
+            done.fetch_add(n, Ordering::Relaxed);
         }
+    };
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        // The calling thread reports progress while the workers copy.
+        while handles.iter().any(|h| !h.is_finished()) {
+            progress(done.load(Ordering::Relaxed), total);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::InvalidArgument("copy worker panicked".into()))??;
+        }
+        Ok(())
+    })?;
+    progress(total, total);
+    if sync {
+        dst.flush()
+    } else {
+        // Metadata (BAT, bitmaps) must still reach the file, just without waiting for the disk.
+        dst.flush_unsynced()
     }
-    dst.flush()
 }
 
 /// Byte ranges of `img` (whole chain) that may hold data, sector-aligned and merged.
