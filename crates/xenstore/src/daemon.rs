@@ -127,6 +127,64 @@ pub struct Daemon {
     cfg: DaemonConfig,
     next_token: usize,
     last_save: Instant,
+    saver: Option<Saver>,
+}
+
+/// Writes periodic snapshots on a background thread so fsync never stalls the event loop.
+struct Saver {
+    tx: Option<std::sync::mpsc::SyncSender<persist::State>>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Saver {
+    fn start(path: PathBuf) -> Saver {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<persist::State>(1);
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = busy.clone();
+        let thread = std::thread::spawn(move || {
+            for state in rx {
+                if let Err(e) = persist::write_state(&state, &path) {
+                    tracing::error!("periodic save: {e}");
+                }
+                flag.store(false, std::sync::atomic::Ordering::Release);
+            }
+        });
+        Saver {
+            tx: Some(tx),
+            busy,
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands a snapshot to the thread; `false` if a save is still running.
+    fn offer(&self, state: persist::State) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        match self.tx.as_ref().map(|tx| tx.try_send(state)) {
+            Some(Ok(())) => true,
+            _ => {
+                self.busy.store(false, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Waits for a running save to finish (before the final, synchronous one).
+    fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl std::fmt::Debug for Daemon {
@@ -173,7 +231,9 @@ impl Daemon {
             cfg,
             next_token: FIRST_CLIENT,
             last_save: Instant::now(),
+            saver: None,
         };
+        d.saver = d.cfg.state_file.clone().map(Saver::start);
         if restored {
             let doms: Vec<_> =
                 d.xs.domains()
@@ -197,8 +257,12 @@ impl Daemon {
         &self.xs
     }
 
-    /// Saves the state file now (if one is configured).
+    /// Saves the state file now (if one is configured), after any background save.
     pub fn save(&mut self) -> Result<(), DaemonError> {
+        if let Some(s) = self.saver.as_mut() {
+            s.finish();
+            self.saver = self.cfg.state_file.clone().map(Saver::start);
+        }
         if let Some(f) = &self.cfg.state_file {
             persist::save(&self.xs, f)?;
             self.xs.mark_saved();
@@ -262,14 +326,28 @@ impl Daemon {
             }
             self.deliver();
             self.domain_changes();
-            if self.cfg.state_file.is_some()
-                && self.xs.unsaved_changes()
-                && self.last_save.elapsed() >= self.cfg.save_interval
-            {
-                if let Err(e) = self.save() {
-                    tracing::error!("{e}");
-                }
+            if self.xs.unsaved_changes() && self.last_save.elapsed() >= self.cfg.save_interval {
+                self.save_in_background();
             }
+        }
+    }
+
+    fn save_in_background(&mut self) {
+        let Some(saver) = self.saver.as_ref() else {
+            return;
+        };
+        if saver.offer(persist::State::capture(&self.xs)) {
+            self.xs.mark_saved();
+            self.last_save = Instant::now();
+        } else {
+            // Still writing the previous snapshot: try again shortly.
+            let retry = self
+                .cfg
+                .save_interval
+                .saturating_sub(Duration::from_millis(10));
+            self.last_save = Instant::now()
+                .checked_sub(retry)
+                .unwrap_or_else(Instant::now);
         }
     }
 

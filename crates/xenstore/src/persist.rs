@@ -136,11 +136,17 @@ impl State {
 
 /// Saves the state atomically to `path`.
 pub fn save(xs: &Xenstore, path: &Path) -> Result<(), PersistError> {
+    write_state(&State::capture(xs), path)
+}
+
+/// Writes a captured state atomically to `path` (may run on another thread than the one
+/// serving requests: capturing is quick, writing and fsync are not).
+pub fn write_state(state: &State, path: &Path) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let data = serde_json::to_vec(&State::capture(xs)).map_err(|e| io(e.into()))?;
+    let data = serde_json::to_vec(state).map_err(|e| io(e.into()))?;
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::File::create(&tmp).map_err(io)?;
