@@ -132,14 +132,14 @@ pub struct Daemon {
 
 /// Writes periodic snapshots on a background thread so fsync never stalls the event loop.
 struct Saver {
-    tx: Option<std::sync::mpsc::SyncSender<persist::State>>,
+    tx: Option<std::sync::mpsc::SyncSender<Box<persist::State>>>,
     busy: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Saver {
     fn start(path: PathBuf) -> Saver {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<persist::State>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<persist::State>>(1);
         let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = busy.clone();
         let thread = std::thread::spawn(move || {
@@ -158,7 +158,7 @@ impl Saver {
     }
 
     /// Hands a snapshot to the thread; `false` if a save is still running.
-    fn offer(&self, state: persist::State) -> bool {
+    fn offer(&self, state: Box<persist::State>) -> bool {
         use std::sync::atomic::Ordering;
         if self.busy.swap(true, Ordering::AcqRel) {
             return false;
@@ -336,7 +336,7 @@ impl Daemon {
         let Some(saver) = self.saver.as_ref() else {
             return;
         };
-        if saver.offer(persist::State::capture(&self.xs)) {
+        if saver.offer(Box::new(persist::State::capture(&self.xs))) {
             self.xs.mark_saved();
             self.last_save = Instant::now();
         } else {
