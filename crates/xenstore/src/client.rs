@@ -188,19 +188,13 @@ impl Client {
     /// Lists a node's children.
     pub fn directory(&mut self, tx: u32, path: &str) -> Result<Vec<String>, ClientError> {
         let p = self.request(MsgType::Directory, tx, &Self::cstr(path))?;
-        Ok(wire::split_strings(&p)
-            .iter()
-            .map(|s| String::from_utf8_lossy(s).into())
-            .collect())
+        Ok(strings(&p))
     }
 
     /// A node's permissions as strings (`b0`, `r3`, ...).
     pub fn get_perms(&mut self, tx: u32, path: &str) -> Result<Vec<String>, ClientError> {
         let p = self.request(MsgType::GetPerms, tx, &Self::cstr(path))?;
-        Ok(wire::split_strings(&p)
-            .iter()
-            .map(|s| String::from_utf8_lossy(s).into())
-            .collect())
+        Ok(strings(&p))
     }
 
     /// Sets a node's permissions.
@@ -286,4 +280,12 @@ impl Client {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The nul-terminated strings of a reply, as text.
+fn strings(payload: &[u8]) -> Vec<String> {
+    wire::split_strings(payload)
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }

@@ -45,45 +45,29 @@ fn errors_by_name() {
     assert_eq!(xs_err(c.read(0, "/nope")), XsError::NoEnt);
     assert_eq!(xs_err(c.rm(0, "/nope/deeper")), XsError::NoEnt);
     c.rm(0, "/nope").unwrap();
-    assert_eq!(
-        xs_err(c.request(MsgType::Read, 0, b"/tool")),
-        XsError::Inval
-    );
-    assert_eq!(
-        xs_err(c.request(MsgType::Read, 77, b"/tool\0")),
-        XsError::NoEnt
-    );
-    assert_eq!(xs_err(c.transaction_end(77, true)), XsError::NoEnt);
-    assert_eq!(
-        xs_err(c.request(MsgType::WatchEvent, 0, b"/a\0t\0")),
-        XsError::NoSys
-    );
-    assert_eq!(
-        xs_err(c.request(MsgType::Error, 0, b"EINVAL\0")),
-        XsError::NoSys
-    );
-    assert_eq!(
-        xs_err(c.watch("/w", "t").and_then(|_| c.watch("/w", "t"))),
-        XsError::Exist
-    );
-    assert_eq!(xs_err(c.unwatch("/w", "other")), XsError::NoEnt);
-    assert_eq!(xs_err(c.set_perms(0, "/tool", &["q1"])), XsError::Inval);
-    assert_eq!(
-        xs_err(c.request(MsgType::TransactionEnd, 0, b"X\0")),
-        XsError::Inval
-    );
-    assert_eq!(
-        xs_err(c.request(MsgType::Introduce, 0, b"0\x001\x001\0")),
-        XsError::Inval
-    );
-    assert_eq!(
-        xs_err(c.request(MsgType::Release, 0, b"9\0")),
-        XsError::NoEnt
-    );
-    assert_eq!(
-        xs_err(c.request(MsgType::GetDomainPath, 0, b"x\0")),
-        XsError::Inval
-    );
+    // Raw requests: (type, tx id, payload, expected error).
+    let raw: &[(MsgType, u32, &[u8], XsError)] = &[
+        (MsgType::Read, 0, b"/tool", XsError::Inval),
+        (MsgType::Read, 77, b"/tool\0", XsError::NoEnt),
+        (MsgType::TransactionEnd, 77, b"T\0", XsError::NoEnt),
+        (MsgType::WatchEvent, 0, b"/a\0t\0", XsError::NoSys),
+        (MsgType::Error, 0, b"EINVAL\0", XsError::NoSys),
+        (MsgType::TransactionEnd, 0, b"X\0", XsError::Inval),
+        (MsgType::SetPerms, 0, b"/tool\0q1\0", XsError::Inval),
+        (MsgType::Introduce, 0, b"0\x001\x001\0", XsError::Inval),
+        (MsgType::Release, 0, b"9\0", XsError::NoEnt),
+        (MsgType::GetDomainPath, 0, b"x\0", XsError::Inval),
+        (MsgType::Unwatch, 0, b"/w\0other\0", XsError::NoEnt),
+    ];
+    for (ty, tx, payload, want) in raw {
+        assert_eq!(
+            xs_err(c.request(*ty, *tx, payload)),
+            *want,
+            "{ty:?} {payload:?}"
+        );
+    }
+    c.watch("/w", "t").unwrap();
+    assert_eq!(xs_err(c.watch("/w", "t")), XsError::Exist);
     // A directory listing too large for one reply is E2BIG; DIRECTORY_PART pages it.
     for i in 0..700 {
         c.write(0, &format!("/big/entry-{i:05}"), b"").unwrap();
