@@ -155,8 +155,9 @@ fn madt(boot_cpus: u32, max_cpus: u32) -> Sdt {
     let mut io = [1u8, 12, ioapic_id, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     io[4..8].copy_from_slice(&IOAPIC_ADDR.to_le_bytes());
     t.append_slice(&io);
-    // Type 2: ISA IRQ 0 arrives on GSI 2 (the PIT through the IOAPIC); SCI is level, active high.
-    t.append_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+    // Type 2: the SCI is level-triggered, active high. There is deliberately no IRQ0 -> GSI 2
+    // override: KVM's default routing delivers the in-kernel PIT on IOAPIC pin 0, and a guest
+    // told to expect it on pin 2 loses its timer (and then fails APIC timer verification).
     t.append_slice(&[2, 10, 0, SCI_IRQ as u8, SCI_IRQ as u8, 0, 0, 0, 0x0d, 0]);
     // Type 4: LINT1 of every processor is NMI.
     t.append_slice(&[4, 6, 0xff, 0, 0, 1]);
@@ -280,6 +281,14 @@ mod tests {
             off += len;
         }
         assert_eq!(off, b.len(), "entries tile the table exactly");
+        // No override moves ISA IRQ 0 (the PIT) away from pin 0, where KVM delivers it.
+        let mut off = 44;
+        while off < b.len() {
+            if b[off] == 2 {
+                assert_ne!(b[off + 3], 0, "IRQ0 must not be overridden");
+            }
+            off += b[off + 1] as usize;
+        }
         assert_eq!(cpus, vec![(0, 1), (1, 1), (2, 2)]);
     }
 

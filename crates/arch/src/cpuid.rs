@@ -12,6 +12,10 @@ const LEAF_AMD_EXT_APIC: u32 = 0x8000_001e;
 
 /// Leaf 1 ECX bit 31: "running under a hypervisor".
 const ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 24: TSC-deadline mode of the local APIC timer. KVM emulates it but leaves the
+/// bit to the VMM (KVM_CAP_TSC_DEADLINE_TIMER); with it Linux needs no APIC timer calibration,
+/// which is unreliable on a loaded or nested host.
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX bit 28: the logical-processor count in EBX[23:16] is valid.
 const EDX_HTT: u32 = 1 << 28;
 
@@ -26,10 +30,14 @@ fn id_bits(n: u32) -> u32 {
 
 /// Rewrites `cpuid` (as returned by `KVM_GET_SUPPORTED_CPUID`) for the vCPU with `apic_id` in a
 /// domain of `max_cpus` vCPUs.
-pub fn patch(cpuid: &mut CpuId, apic_id: u32, max_cpus: u32) {
+/// `tsc_deadline` says whether KVM can emulate the TSC-deadline timer.
+pub fn patch(cpuid: &mut CpuId, apic_id: u32, max_cpus: u32, tsc_deadline: bool) {
     let core_bits = id_bits(max_cpus);
     for e in cpuid.as_mut_slice().iter_mut() {
         patch_entry(e, apic_id, max_cpus, core_bits);
+        if e.function == LEAF_FEATURES && tsc_deadline {
+            e.ecx |= ECX_TSC_DEADLINE;
+        }
     }
 }
 
@@ -112,19 +120,20 @@ mod tests {
     #[test]
     fn apic_id_and_counts_in_leaf_1() {
         let mut c = table();
-        patch(&mut c, 3, 4);
+        patch(&mut c, 3, 4, true);
         let l1 = c.as_slice()[0];
         assert_eq!(l1.ebx >> 24, 3);
         assert_eq!((l1.ebx >> 16) & 0xff, 4);
         assert_eq!(l1.ebx & 0xffff, 0xabcd, "brand/clflush bits kept");
         assert_ne!(l1.ecx & ECX_HYPERVISOR, 0);
         assert_ne!(l1.edx & EDX_HTT, 0);
+        assert_ne!(l1.ecx & ECX_TSC_DEADLINE, 0);
     }
 
     #[test]
     fn topology_leaf_describes_cores() {
         let mut c = table();
-        patch(&mut c, 5, 6);
+        patch(&mut c, 5, 6, false);
         let s = c.as_slice();
         assert_eq!(
             (s[1].eax, s[1].ebx, s[1].ecx >> 8, s[1].edx),
@@ -142,8 +151,13 @@ mod tests {
     #[test]
     fn one_cpu_has_no_htt() {
         let mut c = table();
-        patch(&mut c, 0, 1);
+        patch(&mut c, 0, 1, false);
         assert_eq!(c.as_slice()[0].edx & EDX_HTT, 0);
+        assert_eq!(
+            c.as_slice()[0].ecx & ECX_TSC_DEADLINE,
+            0,
+            "not offered unless KVM can emulate it"
+        );
         assert_eq!(c.as_slice()[2].eax, 0);
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{warn_ratelimited, PioDevice};
+use crate::{debug_ratelimited, PioDevice};
 
 /// A shared, lockable device.
 pub type SharedDevice = Arc<Mutex<dyn PioDevice>>;
@@ -74,7 +74,7 @@ impl IoBus {
             Some((off, dev)) => lock(dev).read(off, data),
             None => {
                 data.fill(0xff);
-                warn_ratelimited!(
+                debug_ratelimited!(
                     5,
                     port = format_args!("{port:#x}"),
                     len = data.len(),
@@ -89,7 +89,7 @@ impl IoBus {
         match self.find(port) {
             Some((off, dev)) => lock(dev).write(off, data),
             None => {
-                warn_ratelimited!(
+                debug_ratelimited!(
                     5,
                     port = format_args!("{port:#x}"),
                     len = data.len(),

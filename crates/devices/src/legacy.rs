@@ -126,6 +126,7 @@ impl PioDevice for AcpiPm {
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) {
+        tracing::debug!(offset, ?data, "ACPI PM1 write");
         match offset {
             0..=1 => {} // Write-one-to-clear status: nothing to clear.
             2..=3 => write_le(&mut self.enable, offset - PM1_ENABLE, data),

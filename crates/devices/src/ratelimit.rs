@@ -69,6 +69,18 @@ macro_rules! warn_ratelimited {
     }};
 }
 
+/// Logs at debug level at most `burst` times a second per call site: for guest behaviour that is
+/// normal (probing absent hardware) but worth seeing when debugging.
+#[macro_export]
+macro_rules! debug_ratelimited {
+    ($burst:expr, $($arg:tt)+) => {{
+        static LIMIT: $crate::ratelimit::RateLimit = $crate::ratelimit::RateLimit::new($burst);
+        if tracing::enabled!(tracing::Level::DEBUG) && LIMIT.check().is_some() {
+            tracing::debug!($($arg)+);
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -274,13 +274,14 @@ impl Vm {
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
         let mut vcpu_fds = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
             let vcpu = vm
                 .create_vcpu(u64::from(id))
                 .map_err(kvm_err("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
-            arch::cpuid::patch(&mut cpuid, id, cfg.max_vcpus);
+            arch::cpuid::patch(&mut cpuid, id, cfg.max_vcpus, tsc_deadline);
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             arch::regs::setup_msrs(&vcpu)?;
             arch::regs::setup_lapic(&vcpu)?;
