@@ -449,6 +449,43 @@ mod tests {
     }
 
     #[test]
+    fn guest_that_never_reads_replies_only_stalls_itself() {
+        let (mut xs, guest, mut rc, _) = setup();
+        let req = Message::new(MsgType::GetDomainPath, 1, 0, b"5\0".to_vec()).encode();
+        // Fill the request ring again and again without ever consuming a response.
+        let mut sent = 0;
+        for _ in 0..200 {
+            sent += guest.send(&req);
+            rc.pump(&mut xs).unwrap();
+        }
+        let unread = guest
+            .page
+            .read_u32(REQ_PROD)
+            .wrapping_sub(guest.page.read_u32(REQ_CONS));
+        assert!(
+            unread > 0,
+            "Xenstore kept taking requests from a guest that reads nothing"
+        );
+        // Replies waiting in Xenstore stay bounded by the outstanding-request quota.
+        let limit = xs.quotas().outstanding_requests * 64;
+        assert!(
+            rc.out.len() <= limit + RING_SIZE as usize,
+            "backlog {}",
+            rc.out.len()
+        );
+        assert!(sent > RING_SIZE as usize);
+        // Once the guest reads, service resumes.
+        let mut replies_seen = 0;
+        for _ in 0..200 {
+            replies_seen += replies(&guest.receive()).len();
+            rc.pump(&mut xs).unwrap();
+        }
+        replies_seen += replies(&guest.receive()).len();
+        // Every complete request got its reply (a trailing partial one waits for its rest).
+        assert_eq!(replies_seen, sent / req.len());
+    }
+
+    #[test]
     fn guest_reconnect_resets_the_rings() {
         let (mut xs, guest, mut rc, _) = setup();
         guest.send(b"partial");
