@@ -58,3 +58,27 @@ fn random_mode() {
     let left = d.ok("xenstore-ls", &["/local/domain/0"]);
     assert!(!left.contains("xenstore-test"), "{left}");
 }
+
+#[test]
+fn concurrent_suites_in_random_mode() {
+    let d = Daemon::start(&["--no-persist"]);
+    let path = tool_path("test-xenstore");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&path)
+                .args(["-r", "2"])
+                .env("XENSTORED_PATH", &d.socket)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("test-xenstore")
+        })
+        .collect();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !stdout.contains("failed"),
+            "{stdout}"
+        );
+    }
+}
