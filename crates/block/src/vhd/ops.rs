@@ -173,10 +173,11 @@ pub fn copy_extents(
     }
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
+    // I/O-bound: more workers than cores keeps reads in flight while another thread writes.
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .clamp(1, 4);
-    let worker = || -> Result<()> {
+        .clamp(2, 4);
+    let worker = |report: Option<Progress<'_>>| -> Result<()> {
         let mut buf = vec![0u8; CHUNK as usize];
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -188,21 +189,21 @@ pub fn copy_extents(
             if b.iter().any(|&x| x != 0) {
                 dst.write_at(b, pos)?;
             }
-            done.fetch_add(n, Ordering::Relaxed);
+            let d = done.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(p) = report {
+                p(d, total);
+            }
         }
     };
     std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
-        // The calling thread reports progress while the workers copy.
-        while handles.iter().any(|h| !h.is_finished()) {
-            progress(done.load(Ordering::Relaxed), total);
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(|| worker(None))).collect();
+        // The calling thread copies too, and is the one that reports progress.
+        let mine = worker(Some(progress));
         for h in handles {
             h.join()
                 .map_err(|_| Error::InvalidArgument("copy worker panicked".into()))??;
         }
-        Ok(())
+        mine
     })?;
     progress(total, total);
     if sync {
