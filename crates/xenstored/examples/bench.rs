@@ -28,6 +28,9 @@ struct Args {
     /// Client counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     clients: Vec<usize>,
+    /// Operations to measure (read, write, directory, transaction).
+    #[arg(long, value_delimiter = ',', default_value = "read,write,directory,transaction")]
+    ops: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +166,9 @@ fn main() -> anyhow::Result<()> {
         "operation", "clients", "ops/s", "p50 us", "p99 us"
     );
     for op in [Op::Read, Op::Write, Op::Directory, Op::TxRmw] {
+        if !args.ops.iter().any(|o| op.name().starts_with(o.as_str())) {
+            continue;
+        }
         for &n in &args.clients {
             let r = measure(&socket, op, n, args.seconds)?;
             let rate = r.ops as f64 / r.elapsed.as_secs_f64();
