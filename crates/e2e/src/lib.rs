@@ -1,0 +1,166 @@
+//! End-to-end test support: builds the test guest's initramfs, runs a scenario inside the L1
+//! test host (`testhost/run`) and parses what the scenario printed.
+//!
+//! The tests themselves live in `tests/`; the scenarios (bash, run inside L1) in `scenarios/`,
+//! and the guest's `/init` in `guest/init.sh`.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The release `oxl` binary the tests run (built by the test command before the tests run).
+pub fn oxl() -> PathBuf {
+    let p = target_dir().join("release/oxl");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        p.display()
+    );
+    p
+}
+
+/// The kernel the guests boot (the test host's own Debian 6.12 kernel).
+pub fn guest_kernel() -> PathBuf {
+    let out = Command::new(repo_root().join("testhost/guest-kernel"))
+        .output()
+        .expect("running testhost/guest-kernel");
+    assert!(
+        out.status.success(),
+        "testhost/guest-kernel failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Builds the test guest's initramfs (busybox, `guest/init.sh`, pvpanic module) into `dir`.
+pub fn guest_initramfs(dir: &Path) -> PathBuf {
+    let out = dir.join("guest.cpio.gz");
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/init.sh");
+    let status = Command::new(repo_root().join("testhost/mkguest"))
+        .arg("--init")
+        .arg(&init)
+        .arg("--module")
+        .arg("pvpanic-mmio")
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("running testhost/mkguest");
+    assert!(status.success(), "testhost/mkguest failed");
+    out
+}
+
+/// What a scenario printed, and its exit status.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The scenario's exit status (testhost/run's).
+    pub status: i32,
+    /// Everything the scenario printed.
+    pub log: String,
+}
+
+impl Outcome {
+    /// The value of the first `KEY=value` line (after any prefix), if there is one.
+    pub fn value(&self, key: &str) -> Option<String> {
+        let pat = format!("{key}=");
+        self.log
+            .lines()
+            .find_map(|l| l.find(&pat).map(|i| l[i + pat.len()..].trim().to_string()))
+    }
+
+    /// Like [`Outcome::value`] but panics with the log if the key is missing.
+    pub fn expect(&self, key: &str) -> String {
+        self.value(key)
+            .unwrap_or_else(|| panic!("no {key}= in the scenario output:\n{}", self.log))
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Asserts `needle` appears, showing the log otherwise.
+    pub fn assert_has(&self, needle: &str) {
+        assert!(
+            self.log.contains(needle),
+            "expected {needle:?} in the scenario output:\n{}",
+            self.log
+        );
+    }
+
+    /// Asserts the scenario left no `oxl` process and no registered domain behind.
+    pub fn assert_clean(&self) {
+        assert_eq!(
+            self.count("STRAY-PROCESS"),
+            0,
+            "stray process:\n{}",
+            self.log
+        );
+        let list = self.log.rsplit("--- oxl list").next().unwrap_or("");
+        let rows = list
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("--- end"))
+            .filter(|l| !l.trim().is_empty());
+        assert_eq!(
+            rows.count(),
+            1,
+            "only the header should remain in `oxl list`:\n{}",
+            self.log
+        );
+    }
+}
+
+/// Runs `scenarios/NAME` inside the test host with `args`; returns what it printed.
+pub fn run_scenario(name: &str, args: &[String], timeout_secs: u32) -> Outcome {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name);
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let result = Command::new(repo_root().join("testhost/run"))
+        .arg("--timeout")
+        .arg(timeout_secs.to_string())
+        .arg("--out")
+        .arg(out_dir.path())
+        .arg(&scenario)
+        .args(args)
+        .output()
+        .expect("running testhost/run");
+    let log = std::fs::read_to_string(out_dir.path().join("scenario.log"))
+        .unwrap_or_else(|_| String::from_utf8_lossy(&result.stdout).into_owned());
+    let status = result.status.code().unwrap_or(-1);
+    assert!(
+        status != 124 && status != 125,
+        "the test host failed or timed out (status {status}):\n{log}\n--- stderr\n{}\n--- console tail\n{}",
+        String::from_utf8_lossy(&result.stderr),
+        std::fs::read_to_string(out_dir.path().join("console.log"))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Outcome { status, log }
+}
+
+/// Common arguments for scenarios: oxl, kernel and a fresh guest initramfs in `dir`.
+pub fn base_args(dir: &Path) -> Vec<String> {
+    [oxl(), guest_kernel(), guest_initramfs(dir)]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
+}
