@@ -147,7 +147,9 @@ mod tests {
     #[test]
     fn generated_streams_never_break_the_engine() {
         let mut r = Rng(0x9e3779b97f4a7c15);
-        for _ in 0..3000 {
+        // XS_FUZZ_ROUNDS=N runs a longer soak; CI keeps the default short run.
+        let rounds = std::env::var("XS_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok());
+        for _ in 0..rounds.unwrap_or(3000) {
             run(&gen_stream(&mut r));
         }
         // Raw noise too.
