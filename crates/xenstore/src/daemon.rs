@@ -257,6 +257,12 @@ impl Daemon {
         &self.xs
     }
 
+    /// The engine, for an embedding VMM (e.g. to report a domain's shutdown with
+    /// [`Xenstore::domain_shutdown`] between runs of the loop).
+    pub fn xenstore_mut(&mut self) -> &mut Xenstore {
+        &mut self.xs
+    }
+
     /// Saves the state file now (if one is configured), after any background save.
     pub fn save(&mut self) -> Result<(), DaemonError> {
         if let Some(s) = self.saver.as_mut() {

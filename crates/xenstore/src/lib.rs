@@ -5,6 +5,8 @@
 //! Unix socket libxenstore uses and over a domain's shared ring page; [`daemon`] runs both in
 //! one event loop and [`persist`] keeps the state across restarts.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod daemon;
 pub mod domain;
