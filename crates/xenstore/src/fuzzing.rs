@@ -148,7 +148,9 @@ mod tests {
     fn generated_streams_never_break_the_engine() {
         let mut r = Rng(0x9e3779b97f4a7c15);
         // XS_FUZZ_ROUNDS=N runs a longer soak; CI keeps the default short run.
-        let rounds = std::env::var("XS_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok());
+        let rounds = std::env::var("XS_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok());
         for _ in 0..rounds.unwrap_or(3000) {
             run(&gen_stream(&mut r));
         }

@@ -183,6 +183,17 @@ impl Xenstore {
         }
     }
 
+    /// Forgets a connection's watches, transactions and unsent output, keeping the
+    /// connection (a ring reconnect or a ring error, per xenstore-ring.txt).
+    pub fn reset_connection(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            self.watch_count -= c.watches.len();
+            c.watches.clear();
+            c.txs.clear();
+            c.out.clear();
+        }
+    }
+
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.conns.len()

@@ -214,16 +214,22 @@ impl<M: RingMemory, N: Notify> RingConnection<M, N> {
     /// not taken while replies are backed up past the outstanding-request quota, so a guest
     /// that never reads its responses only stalls itself.
     pub fn pump(&mut self, xs: &mut Xenstore) -> Result<(), RingError> {
-        if self.failed {
-            return Ok(());
-        }
+        // A guest-requested reconnect resets everything, even after an error.
         if self.chan.handle_reconnect() {
             self.decoder = Decoder::new();
             self.out.clear();
+            self.failed = false;
+            xs.reset_connection(self.conn);
+        }
+        if self.failed {
+            return Ok(());
         }
         let r = self.pump_inner(xs);
         if let Err(e) = &r {
             self.failed = true;
+            self.decoder = Decoder::new();
+            self.out.clear();
+            xs.reset_connection(self.conn);
             let code = match e {
                 RingError::BadIndex { .. } => ERROR_RINGIDX,
                 RingError::Frame(_) => ERROR_PROTO,
@@ -488,6 +494,9 @@ mod tests {
     #[test]
     fn guest_reconnect_resets_the_rings() {
         let (mut xs, guest, mut rc, _) = setup();
+        guest.send(&Message::new(MsgType::Watch, 1, 0, b"/\0t\0".to_vec()).encode());
+        rc.pump(&mut xs).unwrap();
+        assert_eq!(replies(&guest.receive()).len(), 2);
         guest.send(b"partial");
         guest.page.write_u32(CONNECTION, RECONNECT);
         rc.pump(&mut xs).unwrap();
@@ -496,5 +505,31 @@ mod tests {
         guest.send(&Message::new(MsgType::GetDomainPath, 3, 0, b"5\0".to_vec()).encode());
         rc.pump(&mut xs).unwrap();
         assert_eq!(replies(&guest.receive())[0].payload, b"/local/domain/5\0");
+        // The watch was discarded with the old connection state.
+        assert_eq!(
+            replies(&{
+                guest.send(&Message::new(MsgType::Unwatch, 4, 0, b"/\0t\0".to_vec()).encode());
+                rc.pump(&mut xs).unwrap();
+                guest.receive()
+            })[0]
+                .payload,
+            b"ENOENT\0"
+        );
+        // After a protocol error, a reconnect brings the ring back.
+        guest.send(
+            &Header {
+                ty: 2,
+                req_id: 1,
+                tx_id: 0,
+                len: 9999,
+            }
+            .to_bytes(),
+        );
+        assert!(rc.pump(&mut xs).is_err());
+        guest.page.write_u32(CONNECTION, RECONNECT);
+        rc.pump(&mut xs).unwrap();
+        guest.send(&Message::new(MsgType::GetDomainPath, 5, 0, b"5\0".to_vec()).encode());
+        rc.pump(&mut xs).unwrap();
+        assert_eq!(replies(&guest.receive())[0].header.req_id, 5);
     }
 }
