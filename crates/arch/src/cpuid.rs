@@ -50,12 +50,11 @@ fn patch_entry(e: &mut kvm_cpuid_entry2, apic_id: u32, max_cpus: u32, core_bits:
                 e.edx |= EDX_HTT;
             }
         }
-        LEAF_CACHE_PARAMS => {
-            // EAX[31:26] = cores per package - 1; one thread per cache sharer group.
-            if e.eax & 0x1f != 0 {
-                e.eax = (e.eax & 0x03ff_ffff) | ((max_cpus.min(64) - 1) << 26);
-                e.eax &= !(0xfff << 14);
-            }
+        // EAX[31:26] = cores per package - 1; one thread per cache sharer group. Subleaves with
+        // cache type 0 mark the end of the list and stay as they are.
+        LEAF_CACHE_PARAMS if e.eax & 0x1f != 0 => {
+            e.eax = (e.eax & 0x03ff_ffff) | ((max_cpus.min(64) - 1) << 26);
+            e.eax &= !(0xfff << 14);
         }
         LEAF_TOPOLOGY | LEAF_TOPOLOGY_V2 => {
             e.edx = apic_id;

@@ -106,7 +106,7 @@ pub fn write_boot_tables<M: GuestMemoryBackend>(mem: &M) -> Result<()> {
     write(mem, "boot IDT", BOOT_IDT, &[0u8; 8])?;
     write(mem, "PML4", PML4, &(PDPT | PTE_PRESENT_RW).to_le_bytes())?;
     let pdpt: Vec<u8> = (0..4u64)
-        .flat_map(|i| (PD + i * 0x1000 | PTE_PRESENT_RW).to_le_bytes())
+        .flat_map(|i| ((PD + i * 0x1000) | PTE_PRESENT_RW).to_le_bytes())
         .collect();
     write(mem, "PDPT", PDPT, &pdpt)?;
     let pd: Vec<u8> = (0..2048u64)

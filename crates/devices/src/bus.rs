@@ -133,7 +133,7 @@ mod tests {
         bus.read(0x3fd, &mut buf);
         assert_eq!(buf, [5]);
         bus.write(0x64, &[0xfe]);
-        bus.write(0x3f8, &[b'x']);
+        bus.write(0x3f8, b"x");
         assert_eq!(b.lock().unwrap().0, vec![(4, vec![0xfe])]);
         assert_eq!(a.lock().unwrap().0, vec![(0, vec![b'x'])]);
     }

@@ -1,0 +1,14 @@
+#!/bin/sh
+# /init of the demo domain: says hello with what it sees, then powers off.
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+cpus=$(cat /sys/devices/system/cpu/online)
+mem=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+echo
+echo "  Hello from an Oxen domain!"
+echo "  Linux $(uname -r), CPUs online: $cpus, memory: $mem MiB"
+echo "  $(dmesg | grep -o 'Hypervisor detected: .*')"
+echo "  Powering off now."
+echo
+poweroff -f
