@@ -142,6 +142,7 @@ fn create_output(
                 block_size: u32::try_from(parse_size(&a.block_size)?).context("block size")?,
                 max_size: None,
                 key: key.clone(),
+                sync: a.sync,
             };
             vhd::create(dst, &opts).with_context(|| format!("creating {}", dst.display()))?;
             Box::new(VhdImage::open(

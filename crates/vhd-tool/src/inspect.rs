@@ -143,10 +143,13 @@ pub struct ReadArgs {
     /// Print the sector bitmap of this block.
     #[arg(long)]
     bitmap: Option<u64>,
+    /// Key of an encrypted image.
+    #[arg(long)]
+    key: Option<PathBuf>,
 }
 
 pub fn read(a: ReadArgs) -> Result<()> {
-    let img = open(&a.file, None, false)?;
+    let img = open(&a.file, a.key.as_deref(), false)?;
     let f = img.footer();
     println!("footer:");
     println!(
@@ -254,24 +257,21 @@ pub fn scan(a: ScanArgs) -> Result<()> {
             continue;
         }
         let name = f.display().to_string();
-        let v = match VhdImage::open_storage(store, &name, &OpenOptions::read_only()) {
+        drop(store);
+        let no_parent = OpenOptions {
+            open_parent: false,
+            ..OpenOptions::read_only()
+        };
+        let v = match VhdImage::open(&f, &no_parent) {
             Ok(img) => {
                 let mut d = describe(&img);
-                let mut c = VhdImage::open(
-                    &f,
-                    &OpenOptions {
-                        open_parent: false,
-                        ..OpenOptions::read_only()
-                    },
-                );
-                if let Ok(ci) = c.as_mut() {
-                    d["parent"] = ci
-                        .parent_candidates()
-                        .into_iter()
-                        .find(|p| p.exists())
-                        .map(|p| Value::String(p.display().to_string()))
-                        .unwrap_or(Value::Null);
-                }
+                // Report where the parent would be found, without opening the whole chain.
+                d["parent"] = img
+                    .parent_candidates()
+                    .into_iter()
+                    .find(|p| p.exists())
+                    .map(|p| Value::String(p.display().to_string()))
+                    .unwrap_or(Value::Null);
                 d
             }
             Err(block::Error::KeyRequired(_)) => json!({"file": name, "encrypted": true}),

@@ -50,6 +50,8 @@ enum Cmd {
     Check(manage::CheckArgs),
     /// Fix what can be fixed safely.
     Repair(manage::RepairArgs),
+    /// Set a footer field (vhd-util set); only `hidden` is settable.
+    Set(manage::SetArgs),
     /// Convert between raw and VHD (sparse-aware).
     Convert(convert::ConvertArgs),
     /// Write a new random AES-XTS key file.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Cmd::Resize(a) => manage::resize(a),
         Cmd::Check(a) => return manage::check(a),
         Cmd::Repair(a) => manage::repair(a),
+        Cmd::Set(a) => manage::set(a),
         Cmd::Convert(a) => convert::convert(a),
         Cmd::Keygen { file } => manage::keygen(&file),
         Cmd::Bench(a) => bench::bench(a),

@@ -46,6 +46,7 @@ pub fn create(a: CreateArgs) -> Result<()> {
         block_size: u32::try_from(bs).context("block size too large")?,
         max_size: a.max_size.as_deref().map(parse_size).transpose()?,
         key: load_key(a.key.as_deref())?,
+        sync: true,
     };
     vhd::create(&a.file, &opts).with_context(|| format!("creating {}", a.file.display()))
 }
@@ -195,6 +196,33 @@ pub fn repair(a: RepairArgs) -> Result<()> {
         println!("{x}");
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    /// Image.
+    #[arg(short = 'n', long = "name")]
+    file: PathBuf,
+    /// Field to set.
+    #[arg(short = 'f', long = "field", value_parser = ["hidden"])]
+    field: String,
+    /// New value (0 or 1).
+    #[arg(short = 'v', long = "value")]
+    value: u8,
+}
+
+pub fn set(a: SetArgs) -> Result<()> {
+    if a.value > 1 {
+        bail!("{} must be 0 or 1", a.field);
+    }
+    let opts = OpenOptions {
+        open_parent: false,
+        ..OpenOptions::read_write()
+    };
+    let img =
+        VhdImage::open(&a.file, &opts).with_context(|| format!("opening {}", a.file.display()))?;
+    img.set_hidden(a.value == 1)
+        .with_context(|| format!("setting {} on {}", a.field, a.file.display()))
 }
 
 pub fn keygen(file: &Path) -> Result<()> {

@@ -12,7 +12,7 @@ use super::image::VhdImage;
 use super::open::{locator_payload, OpenOptions};
 use super::util::{align_up, be32, uuid_string};
 use crate::crypt::Key;
-use crate::{Error, FileStorage, Result, Storage, SECTOR_SIZE};
+use crate::{DiskImage, Error, FileStorage, Result, Storage, SECTOR_SIZE};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +251,7 @@ pub fn check(path: &Path, key: Option<&Key>, progress: &dyn Fn(u64, u64)) -> Res
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let store = FileStorage::new(file);
     let mut r = Report::default();
-    let s = scan(&store, &mut r, progress);
+    scan(&store, &mut r, progress);
     if !r.is_ok() {
         return Ok(r);
     }
@@ -265,7 +265,6 @@ pub fn check(path: &Path, key: Option<&Key>, progress: &dyn Fn(u64, u64)) -> Res
         }
         Err(e) => r.bad(e.to_string(), false),
     }
-    let _ = s;
     Ok(r)
 }
 
@@ -306,7 +305,6 @@ fn chain_checks(img: &VhdImage, r: &mut Report) {
         }
         cur = p;
     }
-    use crate::DiskImage as _;
 }
 
 /// Repairs what can be repaired safely; returns a description of each action taken.

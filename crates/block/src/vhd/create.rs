@@ -31,6 +31,9 @@ pub struct CreateOptions {
     pub max_size: Option<u64>,
     /// Encrypt with this key.
     pub key: Option<Key>,
+    /// Sync the new file before returning (off for scratch output such as `convert` without
+    /// `--sync`: on ext4 a sync also waits for other files' dirty data).
+    pub sync: bool,
 }
 
 impl CreateOptions {
@@ -42,6 +45,7 @@ impl CreateOptions {
             block_size: DEFAULT_BLOCK_SIZE,
             max_size: None,
             key: None,
+            sync: true,
         }
     }
 
@@ -134,7 +138,10 @@ pub fn create_on(store: &dyn Storage, opts: &CreateOptions) -> Result<()> {
             store
                 .write_all_at(&footer.to_bytes(), opts.size)
                 .map_err(werr)?;
-            store.sync().map_err(werr)
+            if opts.sync {
+                store.sync().map_err(werr)?;
+            }
+            Ok(())
         }
         DiskType::Dynamic => {
             let footer = new_footer(opts.size, DiskType::Dynamic, opts.key.as_ref())?;
@@ -199,7 +206,10 @@ fn write_sparse(
     debug_assert_eq!(UNUSED, 0xffff_ffff);
     store.write_all_at(&bat, table_offset).map_err(werr)?;
     store.write_all_at(&fb, pos).map_err(werr)?;
-    store.sync().map_err(werr)
+    if opts.sync {
+        store.sync().map_err(werr)?;
+    }
+    Ok(())
 }
 
 /// Creates a new fixed or dynamic image file (refuses to overwrite an existing file).
@@ -250,6 +260,7 @@ pub fn create_child_of(child: &Path, p: &VhdImage, key: Option<&Key>) -> Result<
             .header()
             .map(|h| u64::from(h.max_table_entries) * u64::from(h.block_size)),
         key: key.cloned(),
+        sync: true,
     };
     let rel = relative_path(&ppath, &child_dir);
     let store = new_file(child)?;

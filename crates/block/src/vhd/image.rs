@@ -385,7 +385,7 @@ impl VhdImage {
     fn discard_dyn(&self, d: &Dyn, offset: u64, len: u64) -> Result<()> {
         let diff = self.parent_semantics();
         let zeros = vec![0u8; d.block_size.min(len) as usize];
-        for (b, inb, s, e) in Self::chunks(d, offset, len as usize) {
+        for (b, _, s, e) in Self::chunks(d, offset, len as usize) {
             let n = (e - s) as u64;
             let voff = offset + s as u64;
             let ent = d.bat.get(b);
@@ -421,7 +421,6 @@ impl VhdImage {
                     continue;
                 }
             }
-            let _ = inb;
             self.write_dyn(d, &zeros[..n as usize], voff)?;
         }
         Ok(())

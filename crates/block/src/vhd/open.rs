@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use super::bat::{Bat, UNUSED};
+use super::bat::Bat;
 use super::bitmap::BitmapCache;
 use super::footer::{DiskType, Footer, FOOTER_SIZE};
 use super::header::{DynHeader, HEADER_SIZE};
@@ -381,7 +381,6 @@ fn parse_dynamic(store: &dyn Storage, footer: &Footer, foot_off: u64) -> Result<
         }
     }
     debug_assert!(bat.capacity() as u64 >= entries);
-    let _ = UNUSED;
     Ok(Dyn {
         block_size: bs,
         bitmap_bytes,
