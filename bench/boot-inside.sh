@@ -43,7 +43,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR
 
 oxen_times=() qemu_times=()
 for i in $(seq 1 "$runs"); do
-  oxen_times+=("$(ms_to_marker "$oxl" -q create -c "$TMPDIR/boot.cfg")")
+  oxen_times+=("$(ms_to_marker "$oxl" create -q -c "$TMPDIR/boot.cfg")")
   qemu_times+=("$(ms_to_marker bash -c "$(qemu_cmd '')")")
   echo "BENCH run $i: oxen ${oxen_times[-1]} ms, qemu ${qemu_times[-1]} ms"
 done
@@ -68,7 +68,7 @@ measure() {
   echo "$kib"
 }
 sed -i "s/^extra = .*/extra = '$append oxen.action=wait'/" "$TMPDIR/boot.cfg"
-oxen_kib=$(measure "$oxl" -q create -c "$TMPDIR/boot.cfg")
+oxen_kib=$(measure "$oxl" create -q -c "$TMPDIR/boot.cfg")
 qemu_kib=$(measure bash -c "exec $(qemu_cmd 'oxen.action=wait')")
 
 echo "# boot to init marker (median of $runs), 1 vCPU, 256 MiB, same kernel and initramfs"
