@@ -67,6 +67,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: restoring the default SIGPIPE action before any thread exists; output piped into
+    // `head` then ends the process quietly instead of making println! panic.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Create(a) => manage::create(a),
