@@ -16,7 +16,7 @@ use crate::persist::{self, PersistError};
 use crate::quota::Quotas;
 use crate::server::{ConnId, DomainChange, Xenstore};
 use crate::transport::ring::{Notify, RingChannel, RingConnection, RingMemory};
-use crate::transport::unix::{self, IoStatus, SocketConn, READ_PAUSE_BACKLOG};
+use crate::transport::unix::{self, IoStatus, ReadStatus, SocketConn, READ_PAUSE_BACKLOG};
 
 const LISTENER: Token = Token(0);
 const STOP: Token = Token(1);
@@ -128,6 +128,8 @@ pub struct Daemon {
     next_token: usize,
     last_save: Instant,
     saver: Option<Saver>,
+    /// Read buffer shared by all sockets.
+    scratch: Vec<u8>,
 }
 
 /// Writes periodic snapshots on a background thread so fsync never stalls the event loop.
@@ -232,6 +234,7 @@ impl Daemon {
             next_token: FIRST_CLIENT,
             last_save: Instant::now(),
             saver: None,
+            scratch: vec![0u8; 64 * 1024],
         };
         d.saver = d.cfg.state_file.clone().map(Saver::start);
         if restored {
@@ -293,7 +296,6 @@ impl Daemon {
             None => None,
         };
         let mut events = Events::with_capacity(256);
-        let mut scratch = vec![0u8; 64 * 1024];
         loop {
             let timeout = self.save_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -321,11 +323,12 @@ impl Daemon {
                         self.pump_ring(domid);
                     }
                     t => {
+                        tracing::trace!(?t, r = ev.is_readable(), w = ev.is_writable(), "event");
                         if ev.is_readable() || ev.is_read_closed() {
-                            self.socket_readable(t, &mut scratch);
+                            self.pull(t);
                         }
                         if ev.is_writable() {
-                            self.socket_writable(t, &mut scratch);
+                            self.socket_writable(t);
                         }
                     }
                 }
@@ -402,22 +405,7 @@ impl Daemon {
         }
     }
 
-    fn socket_readable(&mut self, t: Token, scratch: &mut [u8]) {
-        let Some(s) = self.socks.get_mut(&t) else {
-            return;
-        };
-        if s.backlog() > READ_PAUSE_BACKLOG {
-            // Paused: resumed by socket_writable once the client reads its replies.
-            return;
-        }
-        if s.read_available(scratch) == IoStatus::Closed {
-            self.close(t);
-            return;
-        }
-        self.process(t);
-    }
-
-    fn socket_writable(&mut self, t: Token, scratch: &mut [u8]) {
+    fn socket_writable(&mut self, t: Token) {
         let Some(s) = self.socks.get_mut(&t) else {
             return;
         };
@@ -425,15 +413,40 @@ impl Daemon {
             self.close(t);
             return;
         }
-        if s.backlog() <= READ_PAUSE_BACKLOG {
-            // Edge-triggered: pick up requests that arrived while reading was paused.
-            if s.read_available(scratch) == IoStatus::Closed {
-                self.close(t);
+        // Edge-triggered: pick up requests that arrived while reading was paused.
+        self.pull(t);
+    }
+
+    /// Reads and handles a client's requests until its socket is drained, or until its
+    /// unsent replies pass the pause mark (then it resumes when the client reads them).
+    fn pull(&mut self, t: Token) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.pull_with(t, &mut scratch);
+        self.scratch = scratch;
+    }
+
+    fn pull_with(&mut self, t: Token, scratch: &mut [u8]) {
+        loop {
+            let Some(s) = self.socks.get_mut(&t) else {
+                return;
+            };
+            if s.backlog() > READ_PAUSE_BACKLOG {
+                self.update_interest(t);
                 return;
             }
-            self.process(t);
-        } else {
-            self.update_interest(t);
+            let status = s.read_available(scratch);
+            tracing::trace!(?t, ?status, pending = s.decoder.pending(), "read");
+            match status {
+                ReadStatus::Closed => {
+                    self.close(t);
+                    return;
+                }
+                ReadStatus::Drained => {
+                    self.process(t);
+                    return;
+                }
+                ReadStatus::More => self.process(t),
+            }
         }
     }
 
@@ -443,26 +456,36 @@ impl Daemon {
             return;
         };
         loop {
-            if s.backlog() > READ_PAUSE_BACKLOG {
+            let mut paused = false;
+            loop {
+                if s.backlog() > READ_PAUSE_BACKLOG {
+                    paused = true;
+                    break;
+                }
+                match s.decoder.next_message() {
+                    Ok(Some(m)) => {
+                        self.xs.handle(s.conn, &m);
+                        let out = self.xs.take_output(s.conn);
+                        s.queue(&out);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("client disconnected: {e}");
+                        self.close(t);
+                        return;
+                    }
+                }
+            }
+            if s.flush() == IoStatus::Closed {
+                self.close(t);
+                return;
+            }
+            // Paused with requests still buffered: if the socket took the replies, carry on
+            // now (no further readiness event may come for requests already read).
+            tracing::trace!(?t, paused, backlog = s.backlog(), "processed");
+            if !paused || s.backlog() > READ_PAUSE_BACKLOG {
                 break;
             }
-            match s.decoder.next_message() {
-                Ok(Some(m)) => {
-                    self.xs.handle(s.conn, &m);
-                    let out = self.xs.take_output(s.conn);
-                    s.queue(&out);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("client disconnected: {e}");
-                    self.close(t);
-                    return;
-                }
-            }
-        }
-        if s.flush() == IoStatus::Closed {
-            self.close(t);
-            return;
         }
         self.update_interest(t);
     }
@@ -472,6 +495,7 @@ impl Daemon {
             return;
         };
         let want = s.backlog() > 0;
+        tracing::trace!(?t, want, registered = s.want_write, "interest");
         if want != s.want_write {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE
@@ -512,9 +536,13 @@ impl Daemon {
                     let Some(s) = self.socks.get_mut(&t) else {
                         continue;
                     };
+                    let was_paused = s.backlog() > READ_PAUSE_BACKLOG;
                     s.queue(&out);
                     if s.flush() == IoStatus::Closed {
                         self.close(t);
+                    } else if was_paused && s.backlog() <= READ_PAUSE_BACKLOG {
+                        // This flush unpaused the client: serve what it sent meanwhile.
+                        self.pull(t);
                     } else if s.backlog() > limit {
                         tracing::warn!(
                             backlog = s.backlog(),

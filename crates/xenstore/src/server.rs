@@ -51,6 +51,8 @@ struct Conn {
     txs: HashMap<u32, Transaction>,
     watches: Vec<Watch>,
     out: Vec<u8>,
+    /// Listed in `Xenstore::dirty` (so it is listed once).
+    dirty: bool,
 }
 
 impl Conn {
@@ -171,6 +173,7 @@ impl Xenstore {
                 txs: HashMap::new(),
                 watches,
                 out: Vec::new(),
+                dirty: false,
             },
         );
         id
@@ -214,7 +217,13 @@ impl Xenstore {
 
     /// Connections that got output since the last call.
     pub fn take_dirty(&mut self) -> Vec<ConnId> {
-        std::mem::take(&mut self.dirty)
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in &dirty {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.dirty = false;
+            }
+        }
+        dirty
     }
 
     /// Domain introductions and releases since the last call.
@@ -259,7 +268,8 @@ impl Xenstore {
 
     fn queue(&mut self, id: ConnId, msg: &Message) {
         if let Some(c) = self.conns.get_mut(&id) {
-            if c.out.is_empty() {
+            if !c.dirty {
+                c.dirty = true;
                 self.dirty.push(id);
             }
             msg.encode_into(&mut c.out);

@@ -29,7 +29,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     clients: Vec<usize>,
     /// Operations to measure (read, write, directory, transaction).
-    #[arg(long, value_delimiter = ',', default_value = "read,write,directory,transaction")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "read,write,directory,transaction"
+    )]
     ops: Vec<String>,
 }
 

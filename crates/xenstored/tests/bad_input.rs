@@ -176,3 +176,31 @@ fn flooding_client_that_never_reads() {
     assert!(dropped || closed(&mut deaf), "deaf watcher still connected");
     assert_eq!(good.read(0, "/flood/y").unwrap(), b"49");
 }
+
+#[test]
+fn pipelined_burst_is_fully_answered() {
+    let d = Daemon::start(&["--no-persist"]);
+    let mut c = Client::connect(&d.socket).unwrap();
+    c.write(0, "/burst", &[b'b'; 2000]).unwrap();
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let mut w = s.try_clone().unwrap();
+    const N: u32 = 20_000;
+    // Far more requests than any buffer holds, written without waiting for replies.
+    let writer = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for i in 0..N {
+            all.extend(Message::new(MsgType::Read, i, 0, b"/burst\0".to_vec()).encode());
+        }
+        w.write_all(&all).unwrap();
+    });
+    let mut r = s;
+    r.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reply = vec![0u8; 16 + 2000];
+    for i in 0..N {
+        r.read_exact(&mut reply)
+            .unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        let h = Header::parse(reply[..16].try_into().unwrap());
+        assert_eq!((h.req_id, h.len), (i, 2000));
+    }
+    writer.join().unwrap();
+}

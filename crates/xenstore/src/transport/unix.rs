@@ -44,6 +44,18 @@ pub enum IoStatus {
     Closed,
 }
 
+/// Outcome of reading from a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Everything available was read.
+    Drained,
+    /// The read budget ran out with data possibly left: read again after processing (the
+    /// poller is edge-triggered and will not report it again).
+    More,
+    /// The peer closed or the socket failed.
+    Closed,
+}
+
 /// One connected socket client.
 #[derive(Debug)]
 pub struct SocketConn {
@@ -77,22 +89,25 @@ impl SocketConn {
         self.out.len() - self.out_pos
     }
 
-    /// Reads everything available (up to a budget, for fairness between clients).
-    pub fn read_available(&mut self, scratch: &mut [u8]) -> IoStatus {
+    /// Reads what is available, up to a budget (for fairness between clients).
+    pub fn read_available(&mut self, scratch: &mut [u8]) -> ReadStatus {
         let mut budget = 16usize;
         loop {
             match self.stream.read(scratch) {
-                Ok(0) => return IoStatus::Closed,
+                Ok(0) => return ReadStatus::Closed,
                 Ok(n) => {
                     self.decoder.feed(&scratch[..n]);
+                    if n < scratch.len() {
+                        return ReadStatus::Drained;
+                    }
                     budget -= 1;
-                    if n < scratch.len() || budget == 0 {
-                        return IoStatus::Open;
+                    if budget == 0 {
+                        return ReadStatus::More;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IoStatus::Open,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStatus::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return IoStatus::Closed,
+                Err(_) => return ReadStatus::Closed,
             }
         }
     }
