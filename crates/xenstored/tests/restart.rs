@@ -60,7 +60,12 @@ fn changes_are_saved_without_a_clean_stop() {
     let mut d = Daemon::start(&["--save-interval-ms", "50"]);
     let mut c = Client::connect(&d.socket).unwrap();
     c.write(0, "/tool/periodic", b"saved").unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Wait (bounded) for the periodic save to reach the disk.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&d.state).unwrap_or_default().contains("/tool/periodic") {
+        assert!(std::time::Instant::now() < end, "no periodic save within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A crash: SIGKILL, no chance to save at exit.
     d.child.kill().unwrap();
     d.child.wait().unwrap();
