@@ -184,10 +184,47 @@ pub struct RingConnection<M, N> {
     conn: ConnId,
     decoder: Decoder,
     out: Vec<u8>,
+    /// Length of each message in `out`, first one possibly partly written already.
+    out_msgs: std::collections::VecDeque<usize>,
+    /// Bytes of the first message in `out_msgs` already written to the ring.
+    head_written: usize,
     failed: bool,
 }
 
 impl<M: RingMemory, N: Notify> RingConnection<M, N> {
+    /// Queues engine output, remembering where each message ends.
+    fn enqueue(&mut self, bytes: Vec<u8>) {
+        let mut rest = &bytes[..];
+        while rest.len() >= crate::wire::HEADER_LEN {
+            let mut h = [0u8; crate::wire::HEADER_LEN];
+            h.copy_from_slice(&rest[..crate::wire::HEADER_LEN]);
+            let len = crate::wire::HEADER_LEN + crate::wire::Header::parse(&h).len as usize;
+            self.out_msgs.push_back(len);
+            rest = &rest[len.min(rest.len())..];
+        }
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// Accounts for `n` bytes written to the ring.
+    fn written(&mut self, n: usize) {
+        self.out.drain(..n);
+        let mut w = self.head_written + n;
+        while let Some(&len) = self.out_msgs.front() {
+            if w < len {
+                break;
+            }
+            w -= len;
+            self.out_msgs.pop_front();
+        }
+        self.head_written = w;
+    }
+
+    fn reset_output(&mut self) {
+        self.out.clear();
+        self.out_msgs.clear();
+        self.head_written = 0;
+    }
+
     /// Connects domain `domid`'s ring to the engine.
     pub fn new(xs: &mut Xenstore, domid: u32, chan: RingChannel<M, N>) -> Self {
         let conn = xs.connect(crate::server::ConnKind::Domain(domid));
@@ -196,6 +233,8 @@ impl<M: RingMemory, N: Notify> RingConnection<M, N> {
             conn,
             decoder: Decoder::new(),
             out: Vec::new(),
+            out_msgs: std::collections::VecDeque::new(),
+            head_written: 0,
             failed: false,
         }
     }
@@ -217,7 +256,7 @@ impl<M: RingMemory, N: Notify> RingConnection<M, N> {
         // A guest-requested reconnect resets everything, even after an error.
         if self.chan.handle_reconnect() {
             self.decoder = Decoder::new();
-            self.out.clear();
+            self.reset_output();
             self.failed = false;
             xs.reset_connection(self.conn);
         }
@@ -228,7 +267,7 @@ impl<M: RingMemory, N: Notify> RingConnection<M, N> {
         if let Err(e) = &r {
             self.failed = true;
             self.decoder = Decoder::new();
-            self.out.clear();
+            self.reset_output();
             xs.reset_connection(self.conn);
             let code = match e {
                 RingError::BadIndex { .. } => ERROR_RINGIDX,
@@ -240,20 +279,29 @@ impl<M: RingMemory, N: Notify> RingConnection<M, N> {
     }
 
     fn pump_inner(&mut self, xs: &mut Xenstore) -> Result<(), RingError> {
-        let backlog_limit = xs.quotas().outstanding_requests * 64;
+        // Replies (and events) the guest has not consumed yet count as outstanding requests:
+        // past the quota no more requests are taken, so a guest that never reads its
+        // responses only stalls itself.
+        let limit = xs.quotas().outstanding_requests;
         loop {
-            self.out.extend(xs.take_output(self.conn));
+            let fresh = xs.take_output(self.conn);
+            self.enqueue(fresh);
             let wrote = self.chan.write_responses(&self.out)?;
-            self.out.drain(..wrote);
-            if self.out.len() > backlog_limit {
+            self.written(wrote);
+            if self.out_msgs.len() >= limit {
                 return Ok(());
             }
             let mut buf = Vec::new();
             let got = self.chan.read_requests(&mut buf, RING_SIZE as usize)?;
             self.decoder.feed(&buf);
             let mut handled = false;
-            while let Some(msg) = self.decoder.next_message()? {
+            while self.out_msgs.len() < limit {
+                let Some(msg) = self.decoder.next_message()? else {
+                    break;
+                };
                 xs.handle(self.conn, &msg);
+                let fresh = xs.take_output(self.conn);
+                self.enqueue(fresh);
                 handled = true;
             }
             if got == 0 && wrote == 0 && !handled && !xs.has_output(self.conn) {
