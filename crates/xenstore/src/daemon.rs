@@ -593,7 +593,8 @@ impl Daemon {
             return;
         }
         let port = Port(port);
-        let chan = RingChannel::new(port.clone(), port.clone());
+        let features = self.xs.domains().features(domid);
+        let chan = RingChannel::with_features(port.clone(), port.clone(), features);
         let conn = RingConnection::new(&mut self.xs, domid, chan);
         self.by_conn.insert(conn.conn_id(), Target::Ring(domid));
         self.ring_tokens.insert(token, domid);

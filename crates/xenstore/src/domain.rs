@@ -19,12 +19,25 @@ pub struct DomainInfo {
     pub target: Option<u32>,
     /// A shutdown has been reported with `@releaseDomain` (cleared by RESUME).
     pub shutdown_reported: bool,
+    /// Server features offered on the domain's ring page (SET_FEATURE before INTRODUCE).
+    #[serde(default = "supported_features")]
+    pub features: u32,
+}
+
+/// Ring features this Xenstore offers: reconnection and the error word.
+pub const SUPPORTED_FEATURES: u32 = 1 | 2;
+
+fn supported_features() -> u32 {
+    SUPPORTED_FEATURES
 }
 
 /// The table of introduced domains.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Domains {
     map: BTreeMap<u32, DomainInfo>,
+    /// Features set for domains not introduced yet.
+    #[serde(default)]
+    pending_features: BTreeMap<u32, u32>,
 }
 
 /// Rejects dom0 and Xen's reserved ids where a real guest is required.
@@ -55,6 +68,10 @@ impl Domains {
                 evtchn,
                 target: None,
                 shutdown_reported: false,
+                features: self
+                    .pending_features
+                    .remove(&domid)
+                    .unwrap_or(SUPPORTED_FEATURES),
             },
         );
         Ok(true)
@@ -96,6 +113,32 @@ impl Domains {
         self.map.get(&domid)
     }
 
+    /// The features offered to a domain (GET_FEATURE with a domid).
+    pub fn features(&self, domid: u32) -> u32 {
+        match self.map.get(&domid) {
+            Some(d) => d.features,
+            None => self
+                .pending_features
+                .get(&domid)
+                .copied()
+                .unwrap_or(SUPPORTED_FEATURES),
+        }
+    }
+
+    /// SET_FEATURE: only before the domain is introduced (`EBUSY` after), and only
+    /// features this Xenstore supports (`EINVAL` otherwise).
+    pub fn set_features(&mut self, domid: u32, features: u32) -> Result<(), XsError> {
+        check_guest_domid(domid)?;
+        if features & !SUPPORTED_FEATURES != 0 {
+            return Err(XsError::Inval);
+        }
+        if self.map.contains_key(&domid) {
+            return Err(XsError::Busy);
+        }
+        self.pending_features.insert(domid, features);
+        Ok(())
+    }
+
     /// The record of one domain, for updates.
     pub fn get_mut(&mut self, domid: u32) -> Option<&mut DomainInfo> {
         self.map.get_mut(&domid)
@@ -130,6 +173,12 @@ mod tests {
         d.set_target(4, 3).unwrap();
         assert_eq!(d.target_of(4), Some(3));
         d.resume(3).unwrap();
+        assert_eq!(d.features(3), SUPPORTED_FEATURES);
+        assert_eq!(d.set_features(3, 1), Err(XsError::Busy));
+        assert_eq!(d.set_features(9, 8), Err(XsError::Inval));
+        d.set_features(9, 1).unwrap();
+        d.introduce(9, 1, 1).unwrap();
+        assert_eq!(d.features(9), 1);
         assert_eq!(d.release(3).unwrap().gfn, -5);
         assert_eq!(d.release(3), Err(XsError::NoEnt));
     }

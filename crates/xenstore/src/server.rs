@@ -530,7 +530,27 @@ impl Xenstore {
                 self.store.bump_generation();
                 ok_payload()
             }
-            WatchEvent | Error | GetFeature | SetFeature => return Err(XsError::NoSys),
+            GetFeature => match args[..] {
+                [] => with_nul(&crate::domain::SUPPORTED_FEATURES.to_string()),
+                [d] => {
+                    privileged()?;
+                    let d = path::parse_domid(utf8(d)?)?;
+                    with_nul(&self.domains.features(d).to_string())
+                }
+                _ => return Err(XsError::Inval),
+            },
+            SetFeature => {
+                privileged()?;
+                let [d, v] = args[..] else {
+                    return Err(XsError::Inval);
+                };
+                let d = path::parse_domid(utf8(d)?)?;
+                let v: u32 = utf8(v)?.parse().map_err(|_| XsError::Inval)?;
+                self.domains.set_features(d, v)?;
+                self.store.bump_generation();
+                ok_payload()
+            }
+            WatchEvent | Error => return Err(XsError::NoSys),
         };
         Ok(Some(p))
     }

@@ -336,3 +336,20 @@ fn transactions_commit_abort_and_conflict() {
     assert_eq!(t.err(d, MsgType::TransactionEnd, tx, b"T\0"), "ENOENT");
     assert!(t.xs.check().is_ok());
 }
+
+#[test]
+fn features_are_set_before_introduce() {
+    let mut t = T::new(Quotas::default());
+    assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b""), b"3\0");
+    t.ok(t.dom0, MsgType::SetFeature, 0, b"20\x001\0");
+    assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b"20\0"), b"1\0");
+    assert_eq!(
+        t.err(t.dom0, MsgType::SetFeature, 0, b"20\x0064\0"),
+        "EINVAL"
+    );
+    let g = t.guest(20);
+    assert_eq!(t.err(t.dom0, MsgType::SetFeature, 0, b"20\x003\0"), "EBUSY");
+    assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b"20\0"), b"1\0");
+    assert_eq!(t.err(g, MsgType::GetFeature, 0, b"20\0"), "EACCES");
+    assert_eq!(t.ok(g, MsgType::GetFeature, 0, b""), b"3\0");
+}

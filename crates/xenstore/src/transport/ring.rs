@@ -86,13 +86,25 @@ pub enum RingError {
 pub struct RingChannel<M, N> {
     mem: M,
     notify: N,
+    features: u32,
 }
 
 impl<M: RingMemory, N: Notify> RingChannel<M, N> {
-    /// Wraps a page, advertising the features this server supports.
+    /// Wraps a page, advertising every feature this server supports.
     pub fn new(mem: M, notify: N) -> Self {
-        mem.write_u32(SERVER_FEATURES, FEATURE_RECONNECTION | FEATURE_ERROR);
-        RingChannel { mem, notify }
+        Self::with_features(mem, notify, FEATURE_RECONNECTION | FEATURE_ERROR)
+    }
+
+    /// Wraps a page, advertising the given features (as set with SET_FEATURE).
+    pub fn with_features(mem: M, notify: N, features: u32) -> Self {
+        // Features are only ever added: keep bits an earlier server advertised.
+        let old = mem.read_u32(SERVER_FEATURES);
+        mem.write_u32(SERVER_FEATURES, old | features);
+        RingChannel {
+            mem,
+            notify,
+            features: old | features,
+        }
     }
 
     /// The page.
@@ -157,7 +169,7 @@ impl<M: RingMemory, N: Notify> RingChannel<M, N> {
     /// Handles a guest-initiated reconnect: if requested, empties both rings and reports
     /// the connection as re-established. Returns whether a reset happened.
     pub fn handle_reconnect(&self) -> bool {
-        if self.mem.read_u32(CONNECTION) != RECONNECT {
+        if self.features & FEATURE_RECONNECTION == 0 || self.mem.read_u32(CONNECTION) != RECONNECT {
             return false;
         }
         for off in [REQ_CONS, REQ_PROD, RSP_CONS, RSP_PROD, ERROR] {
@@ -171,7 +183,9 @@ impl<M: RingMemory, N: Notify> RingChannel<M, N> {
 
     /// Reports a fatal error to the guest in the error word.
     pub fn set_error(&self, code: u32) {
-        self.mem.write_u32(ERROR, code);
+        if self.features & FEATURE_ERROR != 0 {
+            self.mem.write_u32(ERROR, code);
+        }
         self.notify.notify();
     }
 }
