@@ -66,6 +66,8 @@ pub struct State {
     domains: Domains,
     special: BTreeMap<String, Perms>,
     quotas: Quotas,
+    #[serde(default)]
+    domain_quotas: BTreeMap<u32, Quotas>,
     domain_watches: BTreeMap<u32, Vec<Watch>>,
 }
 
@@ -94,6 +96,7 @@ impl State {
             domains: xs.domains.clone(),
             special: xs.special.clone(),
             quotas: xs.quotas.clone(),
+            domain_quotas: xs.domain_quotas.clone(),
             domain_watches: xs.domain_watches(),
         }
     }
@@ -129,6 +132,7 @@ impl State {
         xs.check()
             .map_err(|_| corrupt("node tree is inconsistent".into()))?;
         xs.pending_watches = self.domain_watches.into_iter().collect();
+        xs.domain_quotas = self.domain_quotas;
         xs.mark_saved();
         Ok(xs)
     }

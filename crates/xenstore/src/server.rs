@@ -71,6 +71,8 @@ pub struct Xenstore {
     pub(crate) domains: Domains,
     pub(crate) special: BTreeMap<String, Perms>,
     pub(crate) quotas: Quotas,
+    /// Per-domain quota overrides (SET_QUOTA with a domid).
+    pub(crate) domain_quotas: BTreeMap<u32, Quotas>,
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
     next_tx: u32,
@@ -131,6 +133,7 @@ impl Xenstore {
             domains,
             special,
             quotas,
+            domain_quotas: BTreeMap::new(),
             conns: HashMap::new(),
             next_conn: 1,
             next_tx: 1,
@@ -309,6 +312,12 @@ impl Xenstore {
         use MsgType::*;
         let caller = self.caller(kind);
         let domid = caller.domid;
+        let q = self
+            .domain_quotas
+            .get(&domid)
+            .unwrap_or(&self.quotas)
+            .clone();
+        let q = &q;
         let args = wire::split_strings(payload);
         let one = || wire::one_arg(payload).ok_or(XsError::Inval);
         let privileged = || {
@@ -321,11 +330,11 @@ impl Xenstore {
         let p = match ty {
             Read => {
                 let path = path::canonicalize(one()?, domid)?;
-                self.with_view(id, h.tx_id, |v, _| ops::read(v, &caller, &path))?
+                self.with_view(id, h.tx_id, q, |v, _| ops::read(v, &caller, &path))?
             }
             Directory => {
                 let path = path::canonicalize(one()?, domid)?;
-                self.with_view(id, h.tx_id, |v, _| ops::directory(v, &caller, &path))?
+                self.with_view(id, h.tx_id, q, |v, _| ops::directory(v, &caller, &path))?
             }
             DirectoryPart => {
                 let [p, off] = args[..] else {
@@ -333,7 +342,7 @@ impl Xenstore {
                 };
                 let path = path::canonicalize(utf8(p)?, domid)?;
                 let off: usize = utf8(off)?.parse().map_err(|_| XsError::Inval)?;
-                self.with_view(id, h.tx_id, |v, _| {
+                self.with_view(id, h.tx_id, q, |v, _| {
                     ops::directory_part(v, &caller, &path, off)
                 })?
             }
@@ -345,7 +354,7 @@ impl Xenstore {
                     perms.to_wire()
                 } else {
                     let path = path::canonicalize(raw, domid)?;
-                    self.with_view(id, h.tx_id, |v, _| ops::get_perms(v, &caller, &path))?
+                    self.with_view(id, h.tx_id, q, |v, _| ops::get_perms(v, &caller, &path))?
                         .to_wire()
                 }
             }
@@ -353,21 +362,21 @@ impl Xenstore {
                 let nul = payload.iter().position(|&b| b == 0).ok_or(XsError::Inval)?;
                 let path = path::canonicalize(utf8(&payload[..nul])?, domid)?;
                 let value = &payload[nul + 1..];
-                self.mutate(id, h.tx_id, &caller, |v, q| {
+                self.mutate(id, h.tx_id, &caller, q, |v, q| {
                     ops::write(v, &caller, q, &path, value)
                 })?;
                 ok_payload()
             }
             Mkdir => {
                 let path = path::canonicalize(one()?, domid)?;
-                self.mutate(id, h.tx_id, &caller, |v, q| {
+                self.mutate(id, h.tx_id, &caller, q, |v, q| {
                     ops::mkdir(v, &caller, q, &path)
                 })?;
                 ok_payload()
             }
             Rm => {
                 let path = path::canonicalize(one()?, domid)?;
-                self.mutate(id, h.tx_id, &caller, |v, _| ops::rm(v, &caller, &path))?;
+                self.mutate(id, h.tx_id, &caller, q, |v, _| ops::rm(v, &caller, &path))?;
                 ok_payload()
             }
             SetPerms => {
@@ -377,7 +386,7 @@ impl Xenstore {
                 let raw = utf8(args[0])?;
                 let perms = Perms::parse(args[1..].iter().copied())?;
                 if raw.starts_with('@') {
-                    if !caller.privileged && perms.entries().len() > self.quotas.perms_per_node {
+                    if !caller.privileged && perms.entries().len() > q.perms_per_node {
                         return Err(XsError::NoSpc);
                     }
                     let cur = self.special.get_mut(raw).ok_or(XsError::NoEnt)?;
@@ -386,7 +395,7 @@ impl Xenstore {
                     self.store.bump_generation();
                 } else {
                     let path = path::canonicalize(raw, domid)?;
-                    self.mutate(id, h.tx_id, &caller, |v, q| {
+                    self.mutate(id, h.tx_id, &caller, q, |v, q| {
                         ops::set_perms(v, &caller, q, &path, perms)
                     })?;
                 }
@@ -420,7 +429,7 @@ impl Xenstore {
                 if h.tx_id != 0 {
                     return Err(XsError::Busy);
                 }
-                let limit = self.quotas.transactions_per_domain;
+                let limit = q.transactions_per_domain;
                 let c = self.conns.get_mut(&id).ok_or(XsError::Io)?;
                 if !caller.privileged && c.txs.len() >= limit {
                     return Err(XsError::NoSpc);
@@ -470,6 +479,7 @@ impl Xenstore {
                 privileged()?;
                 let d = path::parse_domid(one()?)?;
                 self.domains.release(d)?;
+                self.domain_quotas.remove(&d);
                 self.store.bump_generation();
                 self.pending_watches.remove(&d);
                 self.domain_changes
@@ -514,17 +524,36 @@ impl Xenstore {
                         let v = self.quotas.get(utf8(name)?).ok_or(XsError::Inval)?;
                         with_nul(&quota_text(v))
                     }
-                    // Per-domain quota overrides are not kept: every domain has the global ones.
-                    _ => return Err(XsError::NoSys),
+                    [d, name] => {
+                        let d = path::parse_domid(utf8(d)?)?;
+                        if !self.domains.is_introduced(d) {
+                            return Err(XsError::NoEnt);
+                        }
+                        let dq = self.domain_quotas.get(&d).unwrap_or(&self.quotas);
+                        with_nul(&quota_text(dq.get(utf8(name)?).ok_or(XsError::Inval)?))
+                    }
+                    _ => return Err(XsError::Inval),
                 }
             }
             SetQuota => {
                 privileged()?;
-                let [name, val] = args[..] else {
-                    return Err(XsError::NoSys);
+                let (target, name, val) = match args[..] {
+                    [name, val] => (None, name, val),
+                    [d, name, val] => (Some(path::parse_domid(utf8(d)?)?), name, val),
+                    _ => return Err(XsError::Inval),
                 };
                 let v: usize = utf8(val)?.parse().map_err(|_| XsError::Inval)?;
-                if !self.quotas.set(utf8(name)?, v) {
+                let slot = match target {
+                    None => &mut self.quotas,
+                    Some(d) => {
+                        if !self.domains.is_introduced(d) {
+                            return Err(XsError::NoEnt);
+                        }
+                        let global = self.quotas.clone();
+                        self.domain_quotas.entry(d).or_insert(global)
+                    }
+                };
+                if !slot.set(utf8(name)?, v) {
                     return Err(XsError::Inval);
                 }
                 self.store.bump_generation();
@@ -560,10 +589,11 @@ impl Xenstore {
         &mut self,
         id: ConnId,
         tx_id: u32,
+        q: &Quotas,
         f: impl FnOnce(&mut dyn NodeView, &Quotas) -> Result<T, XsError>,
     ) -> Result<T, XsError> {
         if tx_id == 0 {
-            return f(&mut self.store, &self.quotas);
+            return f(&mut self.store, q);
         }
         let c = self.conns.get_mut(&id).ok_or(XsError::Io)?;
         let tx = c.txs.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
@@ -572,7 +602,7 @@ impl Xenstore {
                 store: &self.store,
                 tx,
             },
-            &self.quotas,
+            q,
         )
     }
 
@@ -583,16 +613,17 @@ impl Xenstore {
         id: ConnId,
         tx_id: u32,
         caller: &Caller,
+        q: &Quotas,
         f: impl FnOnce(&mut dyn NodeView, &Quotas) -> Result<Vec<Event>, XsError>,
     ) -> Result<(), XsError> {
         if tx_id == 0 {
-            let events = f(&mut self.store, &self.quotas)?;
+            let events = f(&mut self.store, q)?;
             self.fire(events);
             return Ok(());
         }
         let c = self.conns.get_mut(&id).ok_or(XsError::Io)?;
         let tx = c.txs.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
-        if !caller.privileged && tx.changed_nodes() >= self.quotas.nodes_per_transaction {
+        if !caller.privileged && tx.changed_nodes() >= q.nodes_per_transaction {
             return Err(XsError::NoSpc);
         }
         let events = f(
@@ -600,7 +631,7 @@ impl Xenstore {
                 store: &self.store,
                 tx,
             },
-            &self.quotas,
+            q,
         )?;
         tx.events.extend(events);
         Ok(())
@@ -619,7 +650,11 @@ impl Xenstore {
         let raw = utf8(args[0])?;
         let (wpath, relative) = watch_path(raw, caller.domid)?;
         let token = utf8(args[1])?.to_string();
-        let limit = self.quotas.watches_per_domain;
+        let limit = self
+            .domain_quotas
+            .get(&caller.domid)
+            .unwrap_or(&self.quotas)
+            .watches_per_domain;
         let c = self.conns.get_mut(&id).ok_or(XsError::Io)?;
         if c.watches
             .iter()

@@ -353,3 +353,27 @@ fn features_are_set_before_introduce() {
     assert_eq!(t.err(g, MsgType::GetFeature, 0, b"20\0"), "EACCES");
     assert_eq!(t.ok(g, MsgType::GetFeature, 0, b""), b"3\0");
 }
+
+#[test]
+fn per_domain_quotas_override_the_global_ones() {
+    let mut t = T::new(Quotas::default());
+    let g = t.guest(30);
+    let h = t.guest(31);
+    assert_eq!(
+        t.err(t.dom0, MsgType::SetQuota, 0, b"99\0nodes\x002\0"),
+        "ENOENT"
+    );
+    t.ok(t.dom0, MsgType::SetQuota, 0, b"30\0nodes\x002\0");
+    assert_eq!(t.ok(t.dom0, MsgType::GetQuota, 0, b"30\0nodes\0"), b"2\0");
+    assert_eq!(
+        t.ok(t.dom0, MsgType::GetQuota, 0, b"31\0nodes\0"),
+        b"1000\0"
+    );
+    assert_eq!(t.ok(t.dom0, MsgType::GetQuota, 0, b"nodes\0"), b"1000\0");
+    // Domain 30 owns its home already: one more node fits, the next does not.
+    t.ok(g, MsgType::Write, 0, b"a\0");
+    assert_eq!(t.err(g, MsgType::Write, 0, b"b\0"), "ENOSPC");
+    t.ok(h, MsgType::Write, 0, b"a\0");
+    t.ok(h, MsgType::Write, 0, b"b\0");
+    assert_eq!(t.err(g, MsgType::GetQuota, 0, b"nodes\0"), "EACCES");
+}
