@@ -42,6 +42,17 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
+    /// Creates a new file for reading and writing; refuses to overwrite an existing one.
+    pub fn create_new(path: &std::path::Path) -> crate::Result<FileStorage> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(FileStorage::new)
+            .map_err(|e| crate::Error::io(format!("creating {}", path.display()), e))
+    }
+
     /// Wraps an open file.
     pub fn new(file: File) -> Self {
         FileStorage { file }

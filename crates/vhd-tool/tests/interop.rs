@@ -138,10 +138,12 @@ fn qemu_made_images_are_read_and_written_by_oxen() {
 #[test]
 fn oxen_made_images_are_read_and_written_by_qemu() {
     let d = tempfile::tempdir().unwrap();
-    for fixed in [false, true] {
-        let img = d.path().join(format!("o-{fixed}.vhd"));
+    // Dynamic with the default and with a 512 KiB block size, and fixed.
+    for (name, block) in [("dyn", 2 * MIB), ("dyn512k", 512 * 1024), ("fixed", 0)] {
+        let img = d.path().join(format!("o-{name}.vhd"));
         let mut o = CreateOptions::dynamic(64 * MIB);
-        if fixed {
+        o.block_size = block as u32;
+        if block == 0 {
             o = CreateOptions::fixed(64 * MIB);
         }
         vhd::create(&img, &o).unwrap();
@@ -166,7 +168,7 @@ fn oxen_made_images_are_read_and_written_by_qemu() {
         assert!(b.iter().all(|&x| x == 0x66));
         oxen_check_patterns(&img);
         // qemu-img compare against the raw export made by Oxen.
-        let raw = d.path().join(format!("o-{fixed}.raw"));
+        let raw = d.path().join(format!("o-{name}.raw"));
         run(OXEN, &["convert", s(&img), s(&raw)]);
         run(
             "qemu-img",

@@ -37,12 +37,7 @@ impl RawImage {
 
     /// Creates an empty (sparse) raw file of `size` bytes; refuses to overwrite.
     pub fn create(path: &Path, size: u64) -> Result<RawImage> {
-        let f = FsOpen::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let f = FileStorage::create_new(path)?;
         f.set_len(size)
             .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
         Self::open(path, true)

@@ -1,6 +1,5 @@
 //! Creating fixed, dynamic and differencing images, and live snapshots of open images.
 
-use std::fs::OpenOptions as FsOpen;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -103,13 +102,7 @@ pub(crate) fn new_footer(size: u64, disk_type: DiskType, key: Option<&Key>) -> R
 }
 
 fn new_file(path: &Path) -> Result<FileStorage> {
-    let f = FsOpen::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    Ok(FileStorage::new(f))
+    FileStorage::create_new(path)
 }
 
 fn werr(e: std::io::Error) -> Error {

@@ -269,6 +269,13 @@ fn resize_dynamic_moves_bat_and_fixed_grows() {
     let f = d.path().join("f.vhd");
     create(&f, &CreateOptions::fixed(MIB)).unwrap();
     let fi = rw(&f);
+    fi.write_at(&pattern(4, 8192), 0).unwrap();
+    fi.discard(0, 4096).unwrap();
+    fi.read_at(&mut b, 0).unwrap();
+    assert!(
+        b.iter().all(|&x| x == 0),
+        "discarded range of a fixed disk reads zeros"
+    );
     fi.write_at(&pattern(3, 512), MIB - 512).unwrap();
     fi.resize(2 * MIB).unwrap();
     drop(fi);
