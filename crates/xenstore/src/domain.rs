@@ -24,8 +24,8 @@ pub struct DomainInfo {
     pub features: u32,
 }
 
-/// Ring features this Xenstore offers: reconnection and the error word.
-pub const SUPPORTED_FEATURES: u32 = 1 | 2;
+/// Ring features this Xenstore offers: reconnection, the error word and watch depth.
+pub const SUPPORTED_FEATURES: u32 = 1 | 2 | 4;
 
 fn supported_features() -> u32 {
     SUPPORTED_FEATURES

@@ -254,7 +254,7 @@ impl Xenstore {
             _ => false,
         };
         if report {
-            self.fire(vec![Event::special(RELEASE_DOMAIN)]);
+            self.fire(vec![Event::special(RELEASE_DOMAIN, domid)]);
         }
     }
 
@@ -471,7 +471,7 @@ impl Xenstore {
                         gfn,
                         evtchn,
                     });
-                    self.fire(vec![Event::special(INTRODUCE_DOMAIN)]);
+                    self.fire(vec![Event::special(INTRODUCE_DOMAIN, d)]);
                 }
                 ok_payload()
             }
@@ -484,7 +484,7 @@ impl Xenstore {
                 self.pending_watches.remove(&d);
                 self.domain_changes
                     .push(DomainChange::Released { domid: d });
-                self.fire(vec![Event::special(RELEASE_DOMAIN)]);
+                self.fire(vec![Event::special(RELEASE_DOMAIN, d)]);
                 ok_payload()
             }
             GetDomainPath => with_nul(&path::domain_path(path::parse_domid(one()?)?)),
@@ -650,6 +650,14 @@ impl Xenstore {
         let raw = utf8(args[0])?;
         let (wpath, relative) = watch_path(raw, caller.domid)?;
         let token = utf8(args[1])?.to_string();
+        let depth = match args.get(2) {
+            None => None,
+            Some(d) => Some(utf8(d)?.parse::<u32>().map_err(|_| XsError::Inval)?),
+        };
+        // Special watches support depth 1 only (report the domain id).
+        if raw.starts_with('@') && depth.is_some_and(|d| d != 1) {
+            return Err(XsError::Inval);
+        }
         let limit = self
             .domain_quotas
             .get(&caller.domid)
@@ -669,6 +677,7 @@ impl Xenstore {
             path: wpath,
             token,
             relative,
+            depth,
         };
         let report = w.report_path(&w.path, caller.domid).into_owned();
         let event = watch::event_payload(&report, &w.token);
@@ -699,7 +708,7 @@ impl Xenstore {
                     continue;
                 }
                 for w in c.watches.iter().filter(|w| w.matches(ev)) {
-                    let p = w.report_path(&ev.path, c.domid());
+                    let p = w.report(ev, c.domid());
                     deliveries.push((cid, watch::event_payload(&p, &w.token)));
                 }
             }
@@ -717,6 +726,7 @@ impl Xenstore {
         if ev.path.starts_with('@') {
             return self.special.get(&ev.path).is_some_and(readable);
         }
+
         ev.perms.as_ref().is_some_and(readable)
             || ev.old_perms.as_ref().is_some_and(readable)
             || self

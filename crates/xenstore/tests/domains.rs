@@ -340,7 +340,7 @@ fn transactions_commit_abort_and_conflict() {
 #[test]
 fn features_are_set_before_introduce() {
     let mut t = T::new(Quotas::default());
-    assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b""), b"3\0");
+    assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b""), b"7\0");
     t.ok(t.dom0, MsgType::SetFeature, 0, b"20\x001\0");
     assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b"20\0"), b"1\0");
     assert_eq!(
@@ -351,7 +351,7 @@ fn features_are_set_before_introduce() {
     assert_eq!(t.err(t.dom0, MsgType::SetFeature, 0, b"20\x003\0"), "EBUSY");
     assert_eq!(t.ok(t.dom0, MsgType::GetFeature, 0, b"20\0"), b"1\0");
     assert_eq!(t.err(g, MsgType::GetFeature, 0, b"20\0"), "EACCES");
-    assert_eq!(t.ok(g, MsgType::GetFeature, 0, b""), b"3\0");
+    assert_eq!(t.ok(g, MsgType::GetFeature, 0, b""), b"7\0");
 }
 
 #[test]
@@ -376,4 +376,39 @@ fn per_domain_quotas_override_the_global_ones() {
     t.ok(h, MsgType::Write, 0, b"a\0");
     t.ok(h, MsgType::Write, 0, b"b\0");
     assert_eq!(t.err(g, MsgType::GetQuota, 0, b"nodes\0"), "EACCES");
+}
+
+#[test]
+fn watch_depth_and_per_domain_release_watches() {
+    let mut t = T::new(Quotas::default());
+    let d = t.dom0;
+    t.ok(d, MsgType::Watch, 0, b"/top\0shallow\x001\0");
+    t.ok(d, MsgType::Watch, 0, b"@releaseDomain/41\0one\0");
+    t.ok(d, MsgType::Watch, 0, b"@introduceDomain\0ids\x001\0");
+    assert_eq!(
+        t.err(d, MsgType::Watch, 0, b"@introduceDomain\0x\x002\0"),
+        "EINVAL"
+    );
+    assert_eq!(t.err(d, MsgType::Watch, 0, b"/top\0x\0deep\0"), "EINVAL");
+    t.events(d);
+    t.ok(d, MsgType::Write, 0, b"/top/a\0");
+    t.ok(d, MsgType::Write, 0, b"/top/a/b\0");
+    assert_eq!(t.events(d), [("/top/a".to_string(), "shallow".to_string())]);
+    t.guest(40);
+    t.guest(41);
+    let ev = t.events(d);
+    assert_eq!(
+        ev,
+        [
+            ("@introduceDomain/40".to_string(), "ids".to_string()),
+            ("@introduceDomain/41".to_string(), "ids".to_string())
+        ]
+    );
+    t.ok(d, MsgType::Release, 0, b"40\0");
+    assert!(t.events(d).is_empty());
+    t.ok(d, MsgType::Release, 0, b"41\0");
+    assert_eq!(
+        t.events(d),
+        [("@releaseDomain/41".to_string(), "one".to_string())]
+    );
 }

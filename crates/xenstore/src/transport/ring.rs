@@ -37,6 +37,8 @@ pub const INTERFACE_LEN: usize = 2080;
 pub const FEATURE_RECONNECTION: u32 = 1;
 /// Server feature: the error word is present.
 pub const FEATURE_ERROR: u32 = 2;
+/// Server feature: WATCH takes a depth.
+pub const FEATURE_WATCHDEPTH: u32 = 4;
 /// `connection`: steady state.
 pub const CONNECTED: u32 = 0;
 /// `connection`: the guest asked for a reconnect.
@@ -92,7 +94,11 @@ pub struct RingChannel<M, N> {
 impl<M: RingMemory, N: Notify> RingChannel<M, N> {
     /// Wraps a page, advertising every feature this server supports.
     pub fn new(mem: M, notify: N) -> Self {
-        Self::with_features(mem, notify, FEATURE_RECONNECTION | FEATURE_ERROR)
+        Self::with_features(
+            mem,
+            notify,
+            FEATURE_RECONNECTION | FEATURE_ERROR | FEATURE_WATCHDEPTH,
+        )
     }
 
     /// Wraps a page, advertising the given features (as set with SET_FEATURE).
@@ -442,7 +448,7 @@ mod tests {
         let (mut xs, guest, mut rc, n) = setup();
         assert_eq!(
             guest.page.read_u32(SERVER_FEATURES),
-            FEATURE_RECONNECTION | FEATURE_ERROR
+            FEATURE_RECONNECTION | FEATURE_ERROR | FEATURE_WATCHDEPTH
         );
         // Domain 5 may not write under /, so give it a home it owns.
         let admin = xs.connect(crate::server::ConnKind::Socket);
