@@ -85,7 +85,6 @@ fn fadt(dsdt_addr: u64, facs_addr: u64) -> Sdt {
     const SLP_BUTTON_NONE: u32 = 1 << 5;
     const RESET_REG_SUP: u32 = 1 << 10;
     const BOOT_LEGACY_DEVICES: u16 = 1 << 0;
-    const BOOT_8042: u16 = 1 << 1;
     const BOOT_NO_VGA: u16 = 1 << 2;
     const BOOT_NO_CMOS_RTC: u16 = 1 << 5;
 
@@ -101,10 +100,9 @@ fn fadt(dsdt_addr: u64, facs_addr: u64) -> Sdt {
     // C2/C3 latencies above the limits mean "not supported".
     t.write_u16(96, 0x0fff);
     t.write_u16(98, 0x0fff);
-    t.write_u16(
-        109,
-        BOOT_LEGACY_DEVICES | BOOT_8042 | BOOT_NO_VGA | BOOT_NO_CMOS_RTC,
-    );
+    // No 8042 flag: Linux then skips probing a keyboard controller (2 s of timeouts in a slow
+    // guest) but still resets through port 0x64, which the i8042 device serves.
+    t.write_u16(109, BOOT_LEGACY_DEVICES | BOOT_NO_VGA | BOOT_NO_CMOS_RTC);
     t.write_u32(
         112,
         WBINVD | PROC_C1 | PWR_BUTTON_NONE | SLP_BUTTON_NONE | RESET_REG_SUP,
@@ -262,6 +260,13 @@ mod tests {
             u32::from_le_bytes(fadt[64..68].try_into().unwrap()),
             u32::from(ports::PM1A_CNT)
         );
+        let boot_arch = u16::from_le_bytes(fadt[109..111].try_into().unwrap());
+        assert_eq!(
+            boot_arch & 2,
+            0,
+            "no 8042 advertised: Linux would spend seconds probing it"
+        );
+        assert_ne!(boot_arch & (1 << 5), 0, "no CMOS RTC");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/bin/sh
 # /init of the L2 test guest. Reports what the guest sees, then does what `oxen.action=` on the
 # kernel command line asks: poweroff (default), reboot, panic, wait (stay up until killed), or
-# diag (print the guest's timer and interrupt setup, check that sleeping works, power off).
+# diag (print the guest's timer and interrupt setup, check that sleeping works, power off), or
+# dmesg (print the kernel log, e.g. with initcall_debug to see where boot time goes).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -28,6 +29,10 @@ case $action in
     cat /sys/devices/system/clocksource/clocksource0/current_clocksource | sed 's/^/OXEN-CS: /'
     for i in 1 2 3; do sleep 1; echo "OXEN-TICK-$i"; done
     echo o > /proc/sysrq-trigger
+    ;;
+  dmesg)
+    dmesg | sed 's/^/OXEN-KMSG: /'
+    poweroff -f
     ;;
   reboot) reboot -f ;;
   panic)

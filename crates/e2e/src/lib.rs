@@ -63,6 +63,41 @@ pub fn guest_initramfs(dir: &Path) -> PathBuf {
     out
 }
 
+/// Extracts the ELF vmlinux inside a bzImage (Debian compresses it with zstd) into `dir`.
+pub fn extract_vmlinux(bzimage: &Path, dir: &Path) -> PathBuf {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let data = std::fs::read(bzimage).expect("reading the kernel");
+    let at = data
+        .windows(4)
+        .position(|w| w == ZSTD_MAGIC)
+        .expect("no zstd payload in the bzImage");
+    let out = dir.join("vmlinux");
+    let mut child = Command::new("zstd")
+        .args(["-dc", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out).expect("creating vmlinux"))
+        .spawn()
+        .expect("running zstd");
+    // zstd stops at the end of the frame; the bytes after it are the bzImage's trailer.
+    use std::io::Write;
+    let _ = child
+        .stdin
+        .take()
+        .expect("zstd stdin")
+        .write_all(&data[at..]);
+    let _ = child.wait();
+    let head = std::fs::read(&out)
+        .map(|d| d.get(..4).map(<[u8]>::to_vec))
+        .ok()
+        .flatten();
+    assert_eq!(
+        head.as_deref(),
+        Some(&b"\x7fELF"[..]),
+        "zstd did not produce an ELF vmlinux"
+    );
+    out
+}
+
 /// What a scenario printed, and its exit status.
 #[derive(Debug)]
 pub struct Outcome {

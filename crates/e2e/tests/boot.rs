@@ -64,9 +64,28 @@ fn reboot_with_on_reboot_destroy_exits_3() {
 }
 
 #[test]
-fn reboot_with_on_reboot_restart_boots_again() {
+fn paused_domain_waits_for_unpause_and_restarts_on_reboot() {
     let dir = tempfile::tempdir().unwrap();
     let o = run_scenario("reboot-restart.sh", &base_args(dir.path()), 480);
+    assert_eq!(
+        o.expect("PAUSED-BOOTS"),
+        "0",
+        "a paused domain ran its guest:\n{}",
+        o.log
+    );
+    let paused = o
+        .log
+        .split("--- oxl list while paused")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        paused
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.starts_with("e2e") && l.contains("--p---")),
+        "{}",
+        o.log
+    );
     let boots: u32 = o.expect("BOOTS").parse().unwrap();
     assert!(
         boots >= 2,
@@ -87,6 +106,18 @@ fn reboot_with_on_reboot_restart_boots_again() {
     );
     o.assert_has("oxl: domain 'e2e' destroyed");
     assert_eq!(o.expect("OXL-EXIT"), "0");
+    o.assert_clean();
+}
+
+#[test]
+fn elf_vmlinux_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmlinux = e2e::extract_vmlinux(&e2e::guest_kernel(), dir.path());
+    let kernel = format!("kernel = '{}'", vmlinux.display());
+    let o = run(&[&kernel, "vcpus = 2"]);
+    o.assert_has("OXEN-GUEST-UP");
+    assert_eq!(o.expect("OXEN-CPUS-ONLINE"), "0-1", "{}", o.log);
+    assert_eq!(o.expect("OXL-EXIT"), "0", "{}", o.log);
     o.assert_clean();
 }
 
