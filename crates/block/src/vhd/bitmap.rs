@@ -98,11 +98,11 @@ impl BlockBitmap {
 const SHARDS: usize = 64;
 
 /// Cache of loaded bitmaps, sharded by block number so threads touching different blocks do not
-/// contend; plus the set of bitmaps changed since the last flush.
+/// contend; plus, per shard, the set of bitmaps changed since the last flush.
 #[derive(Debug)]
 pub struct BitmapCache {
     shards: Vec<Mutex<HashMap<u64, Arc<BlockBitmap>>>>,
-    dirty: Mutex<HashSet<u64>>,
+    dirty: Vec<Mutex<HashSet<u64>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,7 +115,7 @@ impl Default for BitmapCache {
     fn default() -> Self {
         BitmapCache {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            dirty: Mutex::new(HashSet::new()),
+            dirty: (0..SHARDS).map(|_| Mutex::new(HashSet::new())).collect(),
         }
     }
 }
@@ -123,6 +123,10 @@ impl Default for BitmapCache {
 impl BitmapCache {
     fn shard(&self, block: u64) -> &Mutex<HashMap<u64, Arc<BlockBitmap>>> {
         &self.shards[(block % SHARDS as u64) as usize]
+    }
+
+    fn dirty_shard(&self, block: u64) -> &Mutex<HashSet<u64>> {
+        &self.dirty[(block % SHARDS as u64) as usize]
     }
 
     /// Cached bitmap of `block`, if loaded.
@@ -147,19 +151,23 @@ impl BitmapCache {
             }
             None => {
                 s.remove(&block);
-                lock(&self.dirty).remove(&block);
+                lock(self.dirty_shard(block)).remove(&block);
             }
         }
     }
 
     /// Records that `block`'s bitmap must be written at the next flush.
     pub fn mark_dirty(&self, block: u64) {
-        lock(&self.dirty).insert(block);
+        lock(self.dirty_shard(block)).insert(block);
     }
 
     /// Takes the dirty set and copies each bitmap's bytes, as they are now.
     pub fn take_dirty(&self, len: usize) -> Vec<(u64, Vec<u8>)> {
-        let blocks: Vec<u64> = lock(&self.dirty).drain().collect();
+        let blocks: Vec<u64> = self
+            .dirty
+            .iter()
+            .flat_map(|d| lock(d).drain().collect::<Vec<_>>())
+            .collect();
         blocks
             .into_iter()
             .filter_map(|b| self.get(b).map(|bm| (b, bm.to_bytes(len))))

@@ -61,6 +61,8 @@ pub struct VhdImage {
     pub(crate) path: Option<PathBuf>,
     pub(crate) store: Arc<dyn Storage>,
     pub(crate) writable: bool,
+    /// The disk type, fixed at open: kept outside the footer lock for the data path.
+    pub(crate) kind: DiskType,
     pub(crate) footer: Mutex<Footer>,
     pub(crate) size: AtomicU64,
     pub(crate) dynamic: Option<Dyn>,
@@ -100,7 +102,7 @@ impl VhdImage {
 
     /// The disk type.
     pub fn disk_type(&self) -> DiskType {
-        lock(&self.footer).disk_type
+        self.kind
     }
 
     /// The parent image of a differencing disk.
@@ -349,7 +351,7 @@ impl VhdImage {
     }
 
     fn parent_semantics(&self) -> bool {
-        self.parent.is_some() || lock(&self.footer).disk_type == DiskType::Differencing
+        self.parent.is_some() || self.kind == DiskType::Differencing
     }
 
     fn write_dyn(&self, d: &Dyn, buf: &[u8], offset: u64) -> Result<()> {

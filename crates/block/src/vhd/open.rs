@@ -309,6 +309,7 @@ fn parse(
         path,
         store,
         writable: opts.writable,
+        kind: footer.disk_type,
         footer: Mutex::new(footer),
         size: AtomicU64::new(size),
         dynamic,

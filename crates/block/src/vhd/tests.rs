@@ -361,3 +361,53 @@ fn corruption_is_reported_and_repaired() {
     assert!(e.contains("dynamic header checksum"), "{e}");
     assert!(check::repair(&p).is_err());
 }
+
+#[test]
+fn concurrent_sector_writes_share_differencing_blocks() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("b.vhd");
+    let child = d.path().join("c.vhd");
+    let mut o = CreateOptions::dynamic(4 * MIB);
+    o.block_size = 256 * 1024;
+    create(&base, &o).unwrap();
+    let b = rw(&base);
+    b.write_at(&pattern(0xee, 4 * MIB as usize), 0).unwrap();
+    b.flush().unwrap();
+    drop(b);
+    create_child(&child, &base, None).unwrap();
+    let img = Arc::new(rw(&child));
+    // Four threads write interleaved sectors of the same blocks: every bitmap byte is updated by
+    // all of them at once.
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let img = img.clone();
+            std::thread::spawn(move || {
+                for s in (t..2048).step_by(4) {
+                    img.write_at(&[t as u8 + 1; 512], s * 1024).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    img.flush().unwrap();
+    drop(img);
+    let r = VhdImage::open(&child, &OpenOptions::read_only()).unwrap();
+    let mut all = vec![0u8; 4 * MIB as usize];
+    r.read_at(&mut all, 0).unwrap();
+    let parent = pattern(0xee, 4 * MIB as usize);
+    for s in 0..8192usize {
+        let sec = &all[s * 512..s * 512 + 512];
+        if s % 2 == 0 && s < 4096 {
+            let t = (s / 2) % 4;
+            assert!(sec.iter().all(|&x| x == t as u8 + 1), "sector {s}");
+        } else {
+            assert_eq!(
+                sec,
+                &parent[s * 512..s * 512 + 512],
+                "sector {s} must show the parent"
+            );
+        }
+    }
+}
