@@ -33,6 +33,9 @@ pub struct DaemonConfig {
     pub save_interval: Duration,
     /// Quotas for a fresh store (a restored store keeps its own).
     pub quotas: Quotas,
+    /// Socket clients served at once; further connections are closed at once, so a
+    /// connection flood cannot exhaust descriptors and starve the clients already served.
+    pub max_clients: usize,
 }
 
 /// What can stop the daemon.
@@ -372,6 +375,11 @@ impl Daemon {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if self.socks.len() >= self.cfg.max_clients {
+                        tracing::warn!(max = self.cfg.max_clients, "too many clients: refused");
+                        drop(stream);
+                        continue;
+                    }
                     let token = Token(self.next_token);
                     self.next_token += 1;
                     if let Err(e) =

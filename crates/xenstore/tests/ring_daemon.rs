@@ -140,6 +140,7 @@ fn daemon_serves_ring_and_restores_it_after_restart() {
         state_file: Some(dir.path().join("state.json")),
         save_interval: Duration::from_secs(60),
         quotas: Quotas::default(),
+        max_clients: 1024,
     };
     let page = MemPage::default();
     let guest = GuestEnd { page: page.clone() };

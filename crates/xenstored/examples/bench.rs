@@ -141,6 +141,7 @@ fn main() -> anyhow::Result<()> {
                 state_file: Some(dir.path().join("state.json")),
                 save_interval: Duration::from_secs(1),
                 quotas: Quotas::default(),
+                max_clients: 1024,
             };
             let (ready_tx, ready_rx) = mpsc::channel();
             std::thread::spawn(move || {

@@ -39,6 +39,9 @@ struct Args {
     /// Largest accounted node size for guest domains, in bytes.
     #[arg(long, default_value_t = Quotas::default().node_size)]
     quota_node_size: usize,
+    /// Socket clients served at once (more are refused).
+    #[arg(long, default_value_t = 1024)]
+    max_clients: usize,
     /// Unsent bytes after which a client that does not read is disconnected.
     #[arg(long, default_value_t = Quotas::default().output_bytes)]
     max_backlog: usize,
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         state_file,
         save_interval: Duration::from_millis(args.save_interval_ms),
         quotas,
+        max_clients: args.max_clients,
     };
     // SIGTERM/SIGINT write a byte into this pair; the event loop then saves and exits.
     let (stop_rx, stop_tx) =

@@ -204,3 +204,32 @@ fn pipelined_burst_is_fully_answered() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn connection_flood_is_refused_past_the_limit() {
+    let d = Daemon::start(&["--no-persist", "--max-clients", "4"]);
+    // The daemon may still be closing the start-up probe connection: retry until four
+    // clients are served.
+    let mut held: Vec<Client> = Vec::new();
+    for _ in 0..200 {
+        if held.len() == 4 {
+            break;
+        }
+        let mut c = Client::connect(&d.socket).unwrap();
+        if c.write(0, "/flood", b"1").is_ok() {
+            held.push(c);
+        } else {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(held.len(), 4);
+    // A fifth connection is accepted by the kernel and closed by the daemon.
+    let mut extra = UnixStream::connect(&d.socket).unwrap();
+    assert!(closed(&mut extra));
+    // The clients already connected are still served; a freed slot is usable again.
+    assert_eq!(held[0].read(0, "/flood").unwrap(), b"1");
+    held.pop();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut again = Client::connect(&d.socket).unwrap();
+    assert_eq!(again.read(0, "/flood").unwrap(), b"1");
+}

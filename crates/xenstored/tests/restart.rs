@@ -62,8 +62,14 @@ fn changes_are_saved_without_a_clean_stop() {
     c.write(0, "/tool/periodic", b"saved").unwrap();
     // Wait (bounded) for the periodic save to reach the disk.
     let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&d.state).unwrap_or_default().contains("/tool/periodic") {
-        assert!(std::time::Instant::now() < end, "no periodic save within 10 s");
+    while !std::fs::read_to_string(&d.state)
+        .unwrap_or_default()
+        .contains("/tool/periodic")
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "no periodic save within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // A crash: SIGKILL, no chance to save at exit.
