@@ -62,6 +62,15 @@ fn claim(img: &VhdImage, layer: usize, first: u64, owner: &mut [Option<usize>]) 
     Ok(())
 }
 
+/// Whether `img` may hold data in [off, off+n): fixed disks always do, sparse ones if a block
+/// covering the range is allocated.
+fn may_hold(img: &VhdImage, off: u64, n: u64) -> bool {
+    match img.block_size() {
+        None => off < img.size(),
+        Some(bs) => (off / bs..=(off + n - 1) / bs).any(|b| img.block_sector(b).is_some()),
+    }
+}
+
 /// Which layer of the chain holds each part of the disk, as merged extents.
 pub fn map(img: &VhdImage) -> Result<Vec<Extent>> {
     let layers = chain(img);
@@ -71,6 +80,19 @@ pub fn map(img: &VhdImage) -> Result<Vec<Extent>> {
     let mut off = 0;
     while off < size {
         let n = step.min(size - off);
+        if !layers.iter().any(|l| may_hold(l, off, n)) {
+            // Nothing anywhere in the chain: no per-sector work (sparse disks are mostly this).
+            match out.last_mut() {
+                Some(e) if e.layer.is_none() && e.offset + e.len == off => e.len += n,
+                _ => out.push(Extent {
+                    offset: off,
+                    len: n,
+                    layer: None,
+                }),
+            }
+            off += n;
+            continue;
+        }
         let mut owner = vec![None; (n / SECTOR_SIZE) as usize];
         for (li, l) in layers.iter().enumerate() {
             if owner.iter().all(Option::is_some) {
