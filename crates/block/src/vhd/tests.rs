@@ -411,3 +411,36 @@ fn concurrent_sector_writes_share_differencing_blocks() {
         }
     }
 }
+
+#[test]
+fn lost_footer_after_power_loss_is_repaired() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("pl.vhd");
+    create(&p, &CreateOptions::dynamic(8 * MIB)).unwrap();
+    let img = rw(&p);
+    img.write_at(&pattern(6, 4096), 3 * MIB).unwrap();
+    img.flush().unwrap();
+    drop(img);
+    // The last allocation's footer write never reached the disk: the file ends with data.
+    let len = std::fs::metadata(&p).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len - 512)
+        .unwrap();
+    let e = VhdImage::open(&p, &OpenOptions::read_only())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("repair"), "{e}");
+    let acts = check::repair(&p).unwrap();
+    assert!(
+        acts.iter().any(|a| a.contains("wrote the footer")),
+        "{acts:?}"
+    );
+    assert!(check::check(&p, None, &|_, _| {}).unwrap().is_ok());
+    let r = VhdImage::open(&p, &OpenOptions::read_only()).unwrap();
+    let mut b = vec![0u8; 4096];
+    r.read_at(&mut b, 3 * MIB).unwrap();
+    assert_eq!(b, pattern(6, 4096));
+}
