@@ -108,12 +108,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The value of the first `KEY=value` line (after any prefix), if there is one.
+    /// The value of the first line that starts with `KEY=` (leading blanks ignored).
     pub fn value(&self, key: &str) -> Option<String> {
         let pat = format!("{key}=");
-        self.log
-            .lines()
-            .find_map(|l| l.find(&pat).map(|i| l[i + pat.len()..].trim().to_string()))
+        self.log.lines().find_map(|l| {
+            l.trim_start()
+                .strip_prefix(&pat)
+                .map(|v| v.trim().to_string())
+        })
     }
 
     /// Like [`Outcome::value`] but panics with the log if the key is missing.
