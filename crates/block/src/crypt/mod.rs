@@ -1,10 +1,14 @@
-//! AES-XTS sector encryption, as blktap's crypto driver offered.
+//! AES-XTS sector encryption, as blktap's crypto driver offered: the sector cipher and key check
+//! used by encrypted VHDs, and [`CryptImage`], the same over any [`crate::DiskImage`].
 //!
 //! Key file: 64 raw bytes, or 128 hexadecimal characters (whitespace ignored) — two AES-256 keys
 //! for XTS. The image stores a key check value (SHA-256 over a domain string, a random salt and
 //! the key), so a wrong key is refused before any data is decrypted.
 
 use std::path::Path;
+
+mod image;
+pub use image::CryptImage;
 
 use aes::cipher::KeyInit;
 use aes::Aes256;
@@ -89,6 +93,34 @@ impl Key {
         h.update(salt);
         h.update(self.0);
         h.finalize().into()
+    }
+}
+
+/// Key check value: stored with an encrypted image so a wrong key is refused before any data is
+/// decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTag {
+    /// Random salt mixed into the check value.
+    pub salt: [u8; 16],
+    /// SHA-256 over a domain string, the salt and the key.
+    pub check: [u8; 32],
+}
+
+impl KeyTag {
+    /// A fresh tag (new random salt) for `key`.
+    pub fn new(key: &Key) -> Result<KeyTag> {
+        let mut salt = [0u8; 16];
+        getrandom::getrandom(&mut salt)
+            .map_err(|e| Error::io("reading random bytes", std::io::Error::other(e)))?;
+        Ok(KeyTag {
+            salt,
+            check: key.check_value(&salt),
+        })
+    }
+
+    /// Whether `key` is the key this tag was made for.
+    pub fn matches(&self, key: &Key) -> bool {
+        key.check_value(&self.salt) == self.check
     }
 }
 

@@ -66,16 +66,6 @@ fn check_size(size: u64) -> Result<()> {
     Ok(())
 }
 
-fn key_tag(key: &Key) -> Result<KeyTag> {
-    let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt)
-        .map_err(|e| Error::io("reading random bytes", std::io::Error::other(e)))?;
-    Ok(KeyTag {
-        salt,
-        check: key.check_value(&salt),
-    })
-}
-
 pub(crate) fn new_footer(size: u64, disk_type: DiskType, key: Option<&Key>) -> Result<Footer> {
     Ok(Footer {
         features: 2,
@@ -97,7 +87,7 @@ pub(crate) fn new_footer(size: u64, disk_type: DiskType, key: Option<&Key>) -> R
         uuid: new_uuid(),
         saved_state: 0,
         hidden: 0,
-        key_tag: key.map(key_tag).transpose()?,
+        key_tag: key.map(KeyTag::new).transpose()?,
     })
 }
 

@@ -2,6 +2,7 @@
 //! dynamic and differencing disks.
 
 use super::util::{be16, be32, be64, checksum, put16, put32, put64};
+pub use crate::crypt::KeyTag;
 use crate::{Error, Result};
 
 /// Size of the footer in bytes.
@@ -46,15 +47,6 @@ impl DiskType {
     }
 }
 
-/// Encryption key check value kept in the footer's reserved bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyTag {
-    /// Random salt mixed into the check value.
-    pub salt: [u8; 16],
-    /// SHA-256 over the salt and the key.
-    pub check: [u8; 32],
-}
-
 /// Parsed hard disk footer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footer {
@@ -88,7 +80,7 @@ pub struct Footer {
     pub saved_state: u8,
     /// Hidden flag (used by vhd-util to mark snapshot parents; lives in the reserved area).
     pub hidden: u8,
-    /// Encryption key check value, if the image is encrypted by Oxen.
+    /// Encryption key check value (kept in the reserved bytes), if the image is encrypted.
     pub key_tag: Option<KeyTag>,
 }
 

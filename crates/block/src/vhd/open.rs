@@ -281,7 +281,7 @@ fn parse(
         (None, _) => None,
         (Some(_), None) => return Err(Error::KeyRequired(name)),
         (Some(t), Some(k)) => {
-            if k.check_value(&t.salt) != t.check {
+            if !t.matches(k) {
                 return Err(Error::WrongKey(name));
             }
             Some(SectorCipher::new(k))
