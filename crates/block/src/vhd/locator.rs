@@ -90,11 +90,15 @@ impl Locator {
 pub(crate) fn resolve(text: &str, child_dir: &Path) -> PathBuf {
     let unix = text.replace('\\', "/");
     let p = Path::new(&unix);
-    if p.is_absolute() {
+    let full = if p.is_absolute() {
         p.to_path_buf()
     } else {
         child_dir.join(p)
-    }
+    };
+    // Drop "." components (".\\name" in W2ru) so the paths shown to users are clean.
+    full.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
 /// Encodes the locator payloads for a parent at `parent` seen from a child in `child_dir`.
