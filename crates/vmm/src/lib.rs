@@ -7,6 +7,7 @@
 
 pub mod loader;
 pub mod memory;
+pub mod payload;
 mod vcpu;
 
 use std::io::Write;

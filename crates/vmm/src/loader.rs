@@ -2,7 +2,7 @@
 //! zero page, following Documentation/arch/x86/boot.rst.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Cursor;
 use std::path::Path;
 
 use arch::layout::{self, E820Type, CMDLINE, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE};
@@ -16,6 +16,7 @@ use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::GuestRam;
+use crate::payload;
 use crate::{Error, Result};
 
 const KERNEL_BOOT_FLAG_MAGIC: u16 = 0xaa55;
@@ -26,6 +27,8 @@ const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 const BZIMAGE_64BIT_ENTRY: u64 = 0x200;
 /// Initrd limit for kernels whose header does not say (protocol < 2.03).
 const DEFAULT_INITRD_ADDR_MAX: u64 = 0x37ff_ffff;
+/// Largest vmlinux we unpack on the host (a decompression bomb gets no further).
+const MAX_UNPACKED_KERNEL: u64 = 1 << 30;
 /// Command-line limit for kernels whose header does not say.
 const DEFAULT_CMDLINE_SIZE: usize = 2048;
 
@@ -48,11 +51,7 @@ pub fn load(
     cmdline: &str,
     rsdp: u64,
 ) -> Result<Loaded> {
-    let mut kfile = open("kernel", kernel)?;
-    let mut magic = [0u8; 4];
-    let is_elf = kfile.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
-    kfile
-        .seek(SeekFrom::Start(0))
+    let image = std::fs::read(kernel)
         .map_err(|e| Error::Boot(format!("kernel {}: {e}", kernel.display())))?;
     let bad_kernel = |e: linux_loader::loader::Error| {
         Error::Boot(format!(
@@ -61,19 +60,33 @@ pub fn load(
         ))
     };
     let highmem = Some(GuestAddress(HIGH_RAM_START));
-    let result = if is_elf {
-        Elf::load(&ram.mem, None, &mut kfile, highmem).map_err(bad_kernel)?
+    let load_elf =
+        |elf: &[u8]| Elf::load(&ram.mem, None, &mut Cursor::new(elf), highmem).map_err(bad_kernel);
+
+    // An ELF vmlinux loads as is; a bzImage whose payload we can unpack loads as the vmlinux
+    // inside it, keeping the bzImage's setup header; anything else boots the classic way, with
+    // the guest decompressing itself.
+    let (result, entry, header) = if image.starts_with(b"\x7fELF") {
+        let r = load_elf(&image)?;
+        (r, r.kernel_load.0, None)
     } else {
-        BzImage::load(&ram.mem, None, &mut kfile, highmem).map_err(bad_kernel)?
-    };
-    let entry = if is_elf {
-        result.kernel_load.0
-    } else {
-        result.kernel_load.0 + BZIMAGE_64BIT_ENTRY
+        let limit = ram.size().min(MAX_UNPACKED_KERNEL);
+        match payload::decompress(&image, limit) {
+            Ok(vmlinux) => {
+                let r = load_elf(&vmlinux)?;
+                (r, r.kernel_load.0, payload::setup_header_of(&image))
+            }
+            Err(skip) => {
+                tracing::debug!(?skip, "booting the bzImage with its own decompressor");
+                let r = BzImage::load(&ram.mem, None, &mut Cursor::new(&image[..]), highmem)
+                    .map_err(bad_kernel)?;
+                (r, r.kernel_load.0 + BZIMAGE_64BIT_ENTRY, r.setup_header)
+            }
+        }
     };
 
     let mut params = boot_params::default();
-    if let Some(hdr) = result.setup_header {
+    if let Some(hdr) = header {
         params.hdr = hdr;
     } else {
         params.hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
