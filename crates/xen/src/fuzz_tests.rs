@@ -133,3 +133,220 @@ fn evtchn_random_operation_sequences() {
         ch.check_invariants();
     }
 }
+
+mod gnttab_fuzz {
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    use crate::abi::gnttab::*;
+    use crate::abi::memory::XENMAPIDX_GRANT_TABLE_STATUS;
+    use crate::abi::DOMID_SELF;
+    use crate::gnttab::{entries_per_frame, GnttabConfig, GrantMapping, GrantTable, INVALID_GFN};
+    use crate::prng::Prng;
+
+    type Mem = GuestMemoryMmap<()>;
+    const RAM_FRAMES: u64 = 64;
+    const GUEST: u16 = 3;
+
+    /// What the entry says, for the oracle: Some(ok) when the outcome of a first claim is
+    /// predictable from guest memory alone (v1), None otherwise.
+    fn expect_first_map(t: &GrantTable<Mem>, mem: &Mem, gref: u32, readonly: bool) -> Option<bool> {
+        if t.version() != 1 {
+            return None;
+        }
+        if gref >= t.nr_entries() {
+            return Some(false);
+        }
+        let mut op = GnttabSetupTable {
+            dom: DOMID_SELF,
+            nr_frames: t.nr_frames(),
+            ..Default::default()
+        };
+        let gfns = t.setup_table(&mut op);
+        let gfn = gfns[(gref / entries_per_frame(1)) as usize];
+        if gfn == INVALID_GFN {
+            return Some(false);
+        }
+        let gpa = gfn * 4096 + u64::from(gref % entries_per_frame(1)) * 8;
+        let e: GrantEntryV1 = mem.read_obj(GuestAddress(gpa)).unwrap();
+        Some(
+            e.flags & GTF_TYPE_MASK == GTF_PERMIT_ACCESS
+                && e.flags & GTF_SUB_PAGE == 0
+                && e.domid == 0
+                && (readonly || e.flags & GTF_READONLY == 0)
+                && u64::from(e.frame) < RAM_FRAMES,
+        )
+    }
+
+    fn random_copy(rng: &mut Prng) -> GnttabCopy {
+        let end = |rng: &mut Prng| GnttabCopyPtr {
+            u: match rng.below(3) {
+                0 => rng.below(600),
+                1 => rng.below(RAM_FRAMES + 2),
+                _ => rng.next_u64(),
+            },
+            domid: [DOMID_SELF, GUEST, 0, rng.next_u64() as u16][rng.below(4) as usize],
+            offset: if rng.below(2) == 0 {
+                rng.below(4096) as u16
+            } else {
+                rng.next_u64() as u16
+            },
+            _pad: 0,
+        };
+        GnttabCopy {
+            source: end(rng),
+            dest: end(rng),
+            len: if rng.below(2) == 0 {
+                rng.below(64) as u16
+            } else {
+                rng.next_u64() as u16
+            },
+            flags: rng.next_u64() as u16 & 3,
+            status: 0x7777,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn gnttab_random_contents_and_operations() {
+        let (mut oracle_hits, mut granted) = (0, 0);
+        for seed in 0..30u64 {
+            let mut rng = Prng::new(1000 + seed);
+            let mem = Mem::from_ranges(&[(GuestAddress(0), (RAM_FRAMES * 4096) as usize)]).unwrap();
+            let cfg = GnttabConfig {
+                max_frames: 1 + rng.below(16) as u32,
+                ..GnttabConfig::new(GUEST)
+            };
+            let t = GrantTable::new(cfg, mem.clone()).unwrap();
+            // Random guest memory: grant frames start out with whatever was there.
+            let mut junk = vec![0u8; (RAM_FRAMES * 4096) as usize];
+            rng.fill(&mut junk);
+            mem.write_slice(&junk, GuestAddress(0)).unwrap();
+            t.map_frame(0, 40).unwrap();
+            let mut maps: Vec<GrantMapping<Mem>> = Vec::new();
+            for _ in 0..500 {
+                match rng.below(12) {
+                    0 => {
+                        let idx = if rng.below(3) == 0 {
+                            XENMAPIDX_GRANT_TABLE_STATUS
+                        } else {
+                            0
+                        } | u64::from(rng.edgy_u32(20));
+                        let _ = t.map_frame(idx, rng.below(RAM_FRAMES + 4));
+                    }
+                    1 if rng.below(8) == 0 => {
+                        let mut op = GnttabSetVersion {
+                            version: rng.edgy_u32(3),
+                        };
+                        let r = t.set_version(&mut op);
+                        assert_eq!(op.version, t.version());
+                        assert!(r.is_ok() || op.version != 0);
+                    }
+                    2 => {
+                        let mut op = GnttabSetupTable {
+                            dom: DOMID_SELF,
+                            nr_frames: rng.edgy_u32(20),
+                            ..Default::default()
+                        };
+                        let gfns = t.setup_table(&mut op);
+                        assert!(op.status != 0 || gfns.len() as u32 == op.nr_frames);
+                    }
+                    3 | 4 => {
+                        // A hostile guest scribbles on its grant entries at any time.
+                        let mut op = GnttabSetupTable {
+                            dom: DOMID_SELF,
+                            nr_frames: t.nr_frames(),
+                            ..Default::default()
+                        };
+                        let gfns: Vec<u64> = t
+                            .setup_table(&mut op)
+                            .into_iter()
+                            .filter(|&g| g != INVALID_GFN)
+                            .collect();
+                        // Mostly the first few entries of frame 0, where the maps below look.
+                        let (fi, k) = match rng.below(4) {
+                            0 => (rng.below(gfns.len() as u64 + 1) as usize, rng.below(512)),
+                            _ => (0, rng.below(32)),
+                        };
+                        if let Some(&g) = gfns.get(fi) {
+                            let off = k * 8;
+                            let mut e = [0u8; 8];
+                            rng.fill(&mut e);
+                            if rng.below(2) == 0 {
+                                // Mostly plausible: grant to the backend, some frame.
+                                e[0] = (e[0] & !GTF_TYPE_MASK as u8) | GTF_PERMIT_ACCESS as u8;
+                                e[1] = 0;
+                                e[2] = 0;
+                                e[3] = 0;
+                                e[4] = rng.below(RAM_FRAMES + 2) as u8;
+                                e[5..].fill(0);
+                            }
+                            mem.write_slice(&e, GuestAddress(g * 4096 + off)).unwrap();
+                        }
+                    }
+                    5 | 6 => {
+                        let gref = if rng.below(4) == 0 {
+                            rng.edgy_u32(600)
+                        } else {
+                            rng.below(32) as u32
+                        };
+                        let ro = rng.below(2) == 0;
+                        let first = !maps.iter().any(|m| m.gref() == gref);
+                        let want = if first {
+                            expect_first_map(&t, &mem, gref, ro)
+                        } else {
+                            None
+                        };
+                        let r = t.map(gref, ro);
+                        if let Some(want) = want {
+                            oracle_hits += 1;
+                            assert_eq!(r.is_ok(), want, "seed {seed} gref {gref} ro {ro}: {r:?}");
+                        }
+                        if let Ok(m) = r {
+                            granted += 1;
+                            assert!(m.gpa().0 < RAM_FRAMES * 4096);
+                            maps.push(m);
+                        }
+                    }
+                    7 if !maps.is_empty() => {
+                        let i = rng.below(maps.len() as u64) as usize;
+                        let m = maps.swap_remove(i);
+                        let mut b = [0u8; 16];
+                        m.read(rng.below(4100) as usize, &mut b).ok();
+                        let w = m.write(rng.below(4100) as usize, &b);
+                        assert!(!(m.is_readonly() && w.is_ok()));
+                    }
+                    8 => {
+                        let before = t.entries_in_use();
+                        let mut b = vec![0u8; rng.below(100) as usize];
+                        let gref = rng.edgy_u32(600);
+                        let off = rng.edgy_u32(4096) as usize;
+                        if rng.below(2) == 0 {
+                            let _ = t.copy_from_grant(gref, off, &mut b);
+                        } else {
+                            let _ = t.copy_to_grant(gref, off, &b);
+                        }
+                        assert_eq!(t.entries_in_use(), before, "copies leave no claim");
+                    }
+                    _ => {
+                        let before = t.entries_in_use();
+                        let mut op = random_copy(&mut rng);
+                        t.guest_copy(&mut op);
+                        assert!((-13..=0).contains(&op.status), "status {}", op.status);
+                        assert_eq!(t.entries_in_use(), before, "guest copies leave no claim");
+                    }
+                }
+                let distinct: std::collections::HashSet<u32> =
+                    maps.iter().map(|m| m.gref()).collect();
+                assert_eq!(t.entries_in_use(), distinct.len());
+            }
+            maps.clear();
+            assert_eq!(t.entries_in_use(), 0);
+        }
+        // The sequences must reach both outcomes often, or they test little.
+        assert!(
+            oracle_hits > 1000,
+            "the oracle judged only {oracle_hits} maps"
+        );
+        assert!(granted > 150, "only {granted} maps succeeded");
+    }
+}

@@ -49,6 +49,18 @@ impl Claim {
 
 use super::AccessError;
 
+/// What a claim asks for, handed to the status-setting helpers.
+#[derive(Copy, Clone, Debug)]
+struct Req {
+    gref: GrantRef,
+    ldom: DomId,
+    readonly: bool,
+    /// Check the entry's type and grantee (only for the first use, as Xen).
+    check: bool,
+    /// A mapping: the sub-page bit must be clear.
+    full_page: bool,
+}
+
 /// Most concurrent uses of one entry (Xen's pin counters are small too).
 const MAX_USES: u32 = 0xffff;
 /// Attempts at updating a flag word the guest keeps changing under us.
@@ -91,14 +103,21 @@ impl<M: GuestMemoryBackend> GrantTable<M> {
 
     /// v1: checks the entry and sets the busy bits with a compare-exchange on flags+domid, so
     /// that a guest revoking the grant concurrently either wins or sees the bits.
-    fn set_status_v1(
-        &self,
-        gpa: u64,
-        gref: GrantRef,
-        ldom: DomId,
-        readonly: bool,
-        check: bool,
-    ) -> Result<(), AccessError> {
+    fn set_status_v1(&self, gpa: u64, req: Req) -> Result<(), AccessError> {
+        let Req {
+            gref,
+            ldom,
+            readonly,
+            check,
+            full_page,
+        } = req;
+        // A mapping needs the whole page: the sub-page bit must be clear (Xen checks it in v1
+        // entries too).
+        let mask = if full_page {
+            GTF_TYPE_MASK | GTF_SUB_PAGE
+        } else {
+            GTF_TYPE_MASK
+        };
         let s = self
             .mem()
             .get_slice(GuestAddress(gpa), 4)
@@ -109,7 +128,7 @@ impl<M: GuestMemoryBackend> GrantTable<M> {
         let mut cur = word.load(Ordering::SeqCst);
         for _ in 0..RETRIES {
             let (flags, domid) = (cur as u16, (cur >> 16) as u16);
-            if check && ((flags & GTF_TYPE_MASK) != GTF_PERMIT_ACCESS || domid != ldom) {
+            if check && ((flags & mask) != GTF_PERMIT_ACCESS || domid != ldom) {
                 return Err(AccessError::NotGranted {
                     gref,
                     flags,
@@ -135,15 +154,14 @@ impl<M: GuestMemoryBackend> GrantTable<M> {
 
     /// v2: checks the header, sets the busy bits in the status word, then re-reads the header
     /// in case the guest revoked the grant in between (undoing the bits if so).
-    fn set_status_v2(
-        &self,
-        i: &Inner,
-        gpa: u64,
-        gref: GrantRef,
-        ldom: DomId,
-        readonly: bool,
-        check: bool,
-    ) -> Result<(), AccessError> {
+    fn set_status_v2(&self, i: &Inner, gpa: u64, req: Req) -> Result<(), AccessError> {
+        let Req {
+            gref,
+            ldom,
+            readonly,
+            check,
+            ..
+        } = req;
         let status = i
             .status_gpa(gref)
             .ok_or(AccessError::FrameNotPlaced { gref })?;
@@ -217,15 +235,22 @@ impl<M: GuestMemoryBackend> GrantTable<M> {
             Some(a) => !readonly && a.writers == 0,
         };
         let check = act.is_none();
+        let req = Req {
+            gref,
+            ldom,
+            readonly,
+            check,
+            full_page,
+        };
         let (gfn, start, len) = match &act {
             Some(a) => {
                 if needs_status {
-                    self.set_status(i, gpa, gref, ldom, readonly, check)?;
+                    self.set_status(i, gpa, req)?;
                 }
                 (a.gfn, a.start, a.len)
             }
             None => {
-                self.set_status(i, gpa, gref, ldom, readonly, check)?;
+                self.set_status(i, gpa, req)?;
                 match self.read_frame(i, gpa, gref, full_page) {
                     Ok(f) => f,
                     Err(e) => {
@@ -265,19 +290,11 @@ impl<M: GuestMemoryBackend> GrantTable<M> {
         })
     }
 
-    fn set_status(
-        &self,
-        i: &Inner,
-        gpa: u64,
-        gref: GrantRef,
-        ldom: DomId,
-        readonly: bool,
-        check: bool,
-    ) -> Result<(), AccessError> {
+    fn set_status(&self, i: &Inner, gpa: u64, req: Req) -> Result<(), AccessError> {
         if i.version == 2 {
-            self.set_status_v2(i, gpa, gref, ldom, readonly, check)
+            self.set_status_v2(i, gpa, req)
         } else {
-            self.set_status_v1(gpa, gref, ldom, readonly, check)
+            self.set_status_v1(gpa, req)
         }
     }
 

@@ -92,6 +92,19 @@ fn anything_not_granted_to_the_backend_is_refused() {
         assert!(t.copy_from_grant(gref, 0, &mut b).is_err());
         assert_eq!(flags_v1(&mem, gref) & (GTF_READING | GTF_WRITING), 0);
     }
+    // The sub-page bit makes a v1 entry unmappable (but still copyable).
+    put_v1(
+        &mem,
+        8,
+        GTF_PERMIT_ACCESS | GTF_SUB_PAGE,
+        0,
+        DATA_GFN as u32,
+    );
+    assert!(matches!(
+        t.map(8, true),
+        Err(AccessError::NotGranted { .. })
+    ));
+    t.copy_from_grant(8, 0, &mut b).unwrap();
     let e = t.map(1, true).unwrap_err();
     assert_eq!(
         e.to_string(),
