@@ -13,6 +13,7 @@ pub mod hvm;
 pub mod hypercall;
 pub mod memory;
 pub mod sched;
+pub mod shared_info;
 pub mod vcpu;
 pub mod version;
 

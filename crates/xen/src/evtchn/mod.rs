@@ -11,6 +11,7 @@
 //! the [`Notifier`] the VMM supplies.
 
 mod backend;
+mod bits;
 mod dispatch;
 mod table;
 #[cfg(test)]
@@ -19,6 +20,7 @@ mod tests;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use backend::BackendHandle;
+pub use bits::{BitsError, EventBits};
 pub use dispatch::arg_size;
 
 use crate::abi::errno::Errno;
