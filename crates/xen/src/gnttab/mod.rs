@@ -11,6 +11,7 @@
 
 mod access;
 mod copy;
+mod dispatch;
 mod error;
 mod frames;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vm_memory::GuestMemoryBackend;
 
 pub use access::GrantMapping;
+pub use dispatch::arg_size;
 pub use error::AccessError;
 
 use crate::abi::gnttab::GrantRef;
