@@ -9,23 +9,16 @@ use crate::{warn_ratelimited, EventSink, GuestEvent, PioDevice};
 pub const I8042_PORT: u16 = 0x60;
 
 /// Sends one event when triggered.
+#[derive(Debug)]
 pub struct EventTrigger {
     sink: EventSink,
     event: GuestEvent,
 }
 
-impl std::fmt::Debug for EventTrigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventTrigger")
-            .field("event", &self.event)
-            .finish()
-    }
-}
-
 impl Trigger for EventTrigger {
     type E = std::convert::Infallible;
     fn trigger(&self) -> Result<(), Self::E> {
-        (self.sink)(self.event);
+        self.sink.send(self.event);
         Ok(())
     }
 }
@@ -60,20 +53,12 @@ impl PioDevice for I8042 {
 }
 
 /// ACPI PM1a event (status, enable) and control registers.
+#[derive(Debug)]
 pub struct AcpiPm {
     sink: EventSink,
     s5_type: u16,
     enable: u16,
     control: u16,
-}
-
-impl std::fmt::Debug for AcpiPm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AcpiPm")
-            .field("enable", &self.enable)
-            .field("control", &self.control)
-            .finish()
-    }
 }
 
 /// Length of the PM1a register block (event 4 bytes, then control 2 bytes).
@@ -136,7 +121,7 @@ impl PioDevice for AcpiPm {
                     let typ = Self::sleep_type(self.control);
                     self.control &= !SLP_EN;
                     if typ == self.s5_type {
-                        (self.sink)(GuestEvent::Poweroff);
+                        self.sink.send(GuestEvent::Poweroff);
                     } else {
                         warn_ratelimited!(
                             5,
@@ -152,17 +137,10 @@ impl PioDevice for AcpiPm {
 }
 
 /// The PC reset-control register at 0xcf9: bit 2 resets the machine.
+#[derive(Debug)]
 pub struct ResetControl {
     sink: EventSink,
     value: u8,
-}
-
-impl std::fmt::Debug for ResetControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResetControl")
-            .field("value", &self.value)
-            .finish()
-    }
 }
 
 impl ResetControl {
@@ -185,21 +163,16 @@ impl PioDevice for ResetControl {
         if let Some(&v) = data.first() {
             self.value = v & !RESET_CPU;
             if v & RESET_CPU != 0 {
-                (self.sink)(GuestEvent::Reset);
+                self.sink.send(GuestEvent::Reset);
             }
         }
     }
 }
 
 /// The pvpanic I/O port: reads give the supported events, a write of bit 0 reports a panic.
+#[derive(Debug)]
 pub struct PvPanic {
     sink: EventSink,
-}
-
-impl std::fmt::Debug for PvPanic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PvPanic").finish_non_exhaustive()
-    }
 }
 
 const PVPANIC_PANICKED: u8 = 1;
@@ -222,7 +195,7 @@ impl PioDevice for PvPanic {
 
     fn write(&mut self, _offset: u16, data: &[u8]) {
         match data.first() {
-            Some(v) if v & PVPANIC_PANICKED != 0 => (self.sink)(GuestEvent::Panic),
+            Some(v) if v & PVPANIC_PANICKED != 0 => self.sink.send(GuestEvent::Panic),
             Some(v) if v & PVPANIC_CRASH_LOADED != 0 => {
                 tracing::info!("guest is loading a crash kernel")
             }
@@ -239,7 +212,7 @@ mod tests {
     fn recorder() -> (EventSink, Arc<Mutex<Vec<GuestEvent>>>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
-        (Arc::new(move |e| l.lock().unwrap().push(e)), log)
+        (EventSink::new(move |e| l.lock().unwrap().push(e)), log)
     }
 
     #[test]

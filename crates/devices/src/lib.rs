@@ -25,7 +25,26 @@ pub enum GuestEvent {
 }
 
 /// Receives guest events; shared by every device and vCPU.
-pub type EventSink = Arc<dyn Fn(GuestEvent) + Send + Sync>;
+#[derive(Clone)]
+pub struct EventSink(Arc<dyn Fn(GuestEvent) + Send + Sync>);
+
+impl EventSink {
+    /// A sink calling `f` for every event.
+    pub fn new(f: impl Fn(GuestEvent) + Send + Sync + 'static) -> Self {
+        EventSink(Arc::new(f))
+    }
+
+    /// Reports `event`.
+    pub fn send(&self, event: GuestEvent) {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
 
 /// A device on the port-I/O bus. `offset` is relative to the device's base port.
 pub trait PioDevice: Send {

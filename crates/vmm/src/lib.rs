@@ -225,7 +225,7 @@ impl Vm {
 
         let (events_tx, events_rx) = mpsc::channel();
         let tx = Mutex::new(events_tx.clone());
-        let sink: EventSink = Arc::new(move |e| {
+        let sink = EventSink::new(move |e| {
             let _ = tx
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
