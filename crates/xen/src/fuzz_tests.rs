@@ -349,4 +349,41 @@ mod gnttab_fuzz {
         );
         assert!(granted > 150, "only {granted} maps succeeded");
     }
+
+    #[test]
+    fn gnttab_raw_hypercalls_never_panic() {
+        let mut rng = Prng::new(77);
+        let mem = Mem::from_ranges(&[(GuestAddress(0), (RAM_FRAMES * 4096) as usize)]).unwrap();
+        let t = GrantTable::new(GnttabConfig::new(GUEST), mem.clone()).unwrap();
+        t.map_frame(0, 50).unwrap();
+        let mut junk = vec![0u8; 4096];
+        rng.fill(&mut junk);
+        mem.write_slice(&junk, GuestAddress(50 * 4096)).unwrap();
+        let (mut ok, mut frames) = (0, 0);
+        for _ in 0..20_000 {
+            let cmd = rng.edgy_u32(11);
+            let count = rng.edgy_u32(4);
+            let mut buf = vec![0u8; rng.below(200) as usize];
+            rng.fill(&mut buf);
+            if buf.len() >= 8 && rng.below(2) == 0 {
+                // Plausible: DOMID_SELF and a small frame count / version.
+                buf[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+                let small = rng.edgy_u32(70).to_le_bytes();
+                buf[4..8].copy_from_slice(&small);
+                if cmd == GNTTABOP_SET_VERSION {
+                    buf[0..4].copy_from_slice(&small);
+                }
+            }
+            if let Ok(list) = t.hypercall(cmd, count, &mut buf) {
+                ok += 1;
+                frames += list.len();
+                assert!(list.len() <= 64);
+            }
+            assert_eq!(t.entries_in_use(), 0);
+            assert!(t.version() == 1 || t.version() == 2);
+            assert!(t.nr_frames() <= 64);
+        }
+        assert!(ok > 500, "only {ok} calls got through");
+        assert!(frames > 500, "setup_table returned only {frames} frames");
+    }
 }
