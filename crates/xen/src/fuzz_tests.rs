@@ -29,12 +29,16 @@ impl Notifier for CountingNotifier {
 
 /// Fills an argument with random bytes, then (usually) plants plausible values so that the
 /// sequence reaches deep states rather than failing every validity check.
-fn random_evtchn_arg(rng: &mut Prng, cmd: u32, buf: &mut [u8; 32]) {
+fn random_evtchn_arg(rng: &mut Prng, cmd: u32, buf: &mut [u8; 32], known: &[Port]) {
     rng.fill(buf);
     if rng.below(4) == 0 {
         return;
     }
-    let port = rng.edgy_u32(70);
+    // Ports the guest got back earlier make for deep sequences; others for hostile ones.
+    let port = match known.get(rng.below(known.len() as u64 * 2) as usize) {
+        Some(&p) => p,
+        None => rng.edgy_u32(70),
+    };
     let dom = match rng.below(4) {
         0 => DOMID_SELF,
         1 => 0,
@@ -69,7 +73,7 @@ fn random_evtchn_arg(rng: &mut Prng, cmd: u32, buf: &mut [u8; 32]) {
             let d = if rng.below(20) == 0 {
                 DOMID_SELF
             } else {
-                dom | 1
+                0x1234
             };
             buf[0..2].copy_from_slice(&d.to_le_bytes());
         }
@@ -79,6 +83,7 @@ fn random_evtchn_arg(rng: &mut Prng, cmd: u32, buf: &mut [u8; 32]) {
 
 #[test]
 fn evtchn_random_operation_sequences() {
+    let mut delivered = 0;
     for seed in 0..40u64 {
         let mut rng = Prng::new(seed);
         let notifier = Arc::new(CountingNotifier::default());
@@ -88,12 +93,14 @@ fn evtchn_random_operation_sequences() {
         };
         let ch = EventChannels::new(cfg, notifier.clone()).unwrap();
         let mut handles: Vec<BackendHandle> = Vec::new();
+        let mut known: Vec<Port> = Vec::new();
         for _ in 0..600 {
             match rng.below(10) {
                 0 => {
                     let h: Arc<dyn crate::evtchn::BackendHandler> = Arc::new(|_p: Port| {});
                     let r = if rng.below(2) == 0 {
-                        ch.backend_bind(rng.edgy_u32(70), h)
+                        let pick = known.get(rng.below(known.len() as u64 + 1) as usize);
+                        ch.backend_bind(pick.copied().unwrap_or_else(|| rng.edgy_u32(70)), h)
                     } else {
                         ch.backend_alloc_unbound(h)
                     };
@@ -113,25 +120,55 @@ fn evtchn_random_operation_sequences() {
                     ch.send_virq(rng.edgy_u32(NR_VIRQS), rng.edgy_u32(5));
                 }
                 3 => {
-                    let _ = ch.host_alloc_unbound(rng.next_u64() as u16 & 3);
+                    if let Ok(p) = ch.host_alloc_unbound(rng.next_u64() as u16 & 3) {
+                        known.push(p);
+                    }
                 }
                 _ => {
-                    let cmd = rng.edgy_u32(15);
+                    // Half the time a command that builds or uses state, else anything.
+                    const USEFUL: [u32; 10] = [
+                        EVTCHNOP_SEND,
+                        EVTCHNOP_SEND,
+                        EVTCHNOP_BIND_IPI,
+                        EVTCHNOP_ALLOC_UNBOUND,
+                        EVTCHNOP_BIND_INTERDOMAIN,
+                        EVTCHNOP_CLOSE,
+                        EVTCHNOP_BIND_VIRQ,
+                        EVTCHNOP_UNMASK,
+                        EVTCHNOP_STATUS,
+                        EVTCHNOP_BIND_VCPU,
+                    ];
+                    let cmd = match rng.below(2) {
+                        0 => USEFUL[rng.below(USEFUL.len() as u64) as usize],
+                        _ => rng.edgy_u32(15),
+                    };
                     let mut buf = [0u8; 32];
-                    random_evtchn_arg(&mut rng, cmd, &mut buf);
+                    random_evtchn_arg(&mut rng, cmd, &mut buf, &known);
                     let len = if rng.below(10) == 0 {
                         rng.below(33) as usize
                     } else {
                         32
                     };
-                    let _ = ch.hypercall(cmd, &mut buf[..len]);
+                    if ch.hypercall(cmd, &mut buf[..len]).is_ok() {
+                        let out = match cmd {
+                            EVTCHNOP_ALLOC_UNBOUND | EVTCHNOP_BIND_IPI => Some(4),
+                            EVTCHNOP_BIND_INTERDOMAIN | EVTCHNOP_BIND_VIRQ => Some(8),
+                            _ => None,
+                        };
+                        if let Some(o) = out {
+                            known.push(u32::from_le_bytes(buf[o..o + 4].try_into().unwrap()));
+                        }
+                    }
                 }
             }
             ch.check_invariants();
         }
         drop(handles);
         ch.check_invariants();
+        delivered += notifier.events.load(Ordering::Relaxed);
     }
+    // The sequences must get far enough to deliver events, or they test little.
+    assert!(delivered > 250, "only {delivered} events delivered");
 }
 
 mod gnttab_fuzz {
