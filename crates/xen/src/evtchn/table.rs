@@ -197,10 +197,21 @@ impl Tables {
         // Xen allocates the local port before it looks at the remote one: a full table
         // reports ENOSPC even for a bad remote port.
         let lport = self.side(local).alloc()?;
-        match self.side(remote).get(remote_port).map(|c| &c.state) {
-            Some(State::Unbound { remote: r }) if *r == local_domid => {}
+        let rc = match self.side(remote).get_mut(remote_port) {
+            Some(rc)
+                if rc.state
+                    == State::Unbound {
+                        remote: local_domid,
+                    } =>
+            {
+                rc
+            }
             _ => return Err(Errno::EINVAL),
-        }
+        };
+        rc.state = State::Interdomain {
+            side: local,
+            port: lport,
+        };
         self.side(local).set(
             lport,
             State::Interdomain {
@@ -209,14 +220,6 @@ impl Tables {
             },
             0,
         );
-        let rc = self
-            .side(remote)
-            .get_mut(remote_port)
-            .expect("checked above");
-        rc.state = State::Interdomain {
-            side: local,
-            port: lport,
-        };
         Ok(lport)
     }
 
@@ -298,7 +301,9 @@ impl Tables {
                 }
             }
         }
-        *self.side(side).get_mut(port).expect("looked up above") = Channel::free();
+        if let Some(c) = self.side(side).get_mut(port) {
+            *c = Channel::free();
+        }
         Ok(())
     }
 
