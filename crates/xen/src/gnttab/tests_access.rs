@@ -553,3 +553,56 @@ fn tables_share_state_across_clones_and_threads() {
     assert_eq!(t.entries_in_use(), 0);
     let _ = memory();
 }
+
+#[test]
+fn guest_flipping_an_entry_while_the_backend_uses_it() {
+    let (t, mem) = table();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guest = {
+        let (mem, stop) = (mem.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Grant, revoke, make read-only, point elsewhere: as fast as it can.
+                let (flags, frame) = match n % 4 {
+                    0 => (GTF_PERMIT_ACCESS, DATA_GFN as u32),
+                    1 => (GTF_INVALID, DATA_GFN as u32),
+                    2 => (GTF_PERMIT_ACCESS | GTF_READONLY, DATA_GFN as u32),
+                    _ => (GTF_PERMIT_ACCESS, RAM_FRAMES as u32 + 5),
+                };
+                put_v1(&mem, 6, flags, 0, frame);
+                n = n.wrapping_add(1);
+            }
+        })
+    };
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..5000usize {
+        let r = match i % 3 {
+            0 => t
+                .map(6, i % 2 == 0)
+                .map(|m| assert_eq!(m.gpa(), GuestAddress(DATA_GFN * 4096))),
+            1 => t.copy_to_grant(6, i % 4096, &[1]),
+            _ => t.copy_from_grant(6, 0, &mut [0u8; 8]),
+        };
+        match r {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e,
+                        AccessError::NotGranted { .. }
+                            | AccessError::ReadOnly { .. }
+                            | AccessError::BadFrame { .. }
+                            | AccessError::Unstable { .. }
+                    ),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    guest.join().unwrap();
+    assert_eq!(t.entries_in_use(), 0);
+    assert_eq!(ok + refused, 5000);
+}
