@@ -230,6 +230,12 @@ impl EventChannels {
         }
     }
 
+    /// The port and target vCPU `virq` is bound to for `vcpu`, if any: what the VMM hands to
+    /// KVM for the in-kernel timer (`KVM_XEN_VCPU_ATTR_TYPE_TIMER`) after a `bind_virq`.
+    pub fn virq_port(&self, virq: u32, vcpu: u32) -> Option<(Port, u32)> {
+        self.lock().virq_port(virq, vcpu)
+    }
+
     /// The toolstack's `alloc_unbound` in the guest for `remote` (e.g. the Xenstore and
     /// console ports a backend later binds with [`EventChannels::backend_bind`]).
     pub fn host_alloc_unbound(&self, remote: DomId) -> Result<Port, Errno> {

@@ -285,6 +285,14 @@ fn virq_binding_rules() {
         "guests cannot send on a VIRQ"
     );
 
+    assert_eq!(ch.virq_port(VIRQ_TIMER, 1), Some((t1, 1)));
+    assert_eq!(
+        ch.virq_port(VIRQ_ARGO, 1),
+        Some((argo, 0)),
+        "per-domain: vCPU 0's binding"
+    );
+    assert_eq!(ch.virq_port(VIRQ_DEBUG, 0), None);
+    assert_eq!(ch.virq_port(u32::MAX, u32::MAX), None);
     assert!(ch.send_virq(VIRQ_TIMER, 1));
     assert!(ch.send_virq(VIRQ_TIMER, 0));
     assert!(!ch.send_virq(VIRQ_DEBUG, 0), "not bound");
