@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Cursor;
 use std::path::Path;
 
-use arch::layout::{self, E820Type, CMDLINE, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE};
+use arch::layout::{self, CMDLINE, CMDLINE_MAX, HIGH_RAM_START, ZERO_PAGE};
 use linux_loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::cmdline::Cmdline;
 use linux_loader::configurator::linux::LinuxBootConfigurator;
@@ -153,10 +153,7 @@ pub fn load(
         params.e820_table[i] = boot_e820_entry {
             addr: *addr,
             size: *size,
-            r#type: match ty {
-                E820Type::Ram => 1,
-                E820Type::Reserved => 2,
-            },
+            r#type: *ty as u32,
         };
     }
     params.e820_entries = map.len() as u8;
@@ -167,12 +164,6 @@ pub fn load(
         &ram.mem,
     )
     .map_err(|e| Error::Boot(format!("writing the zero page: {e}")))?;
-    // Sanity: the zero page is where the boot vCPU's RSI points.
-    let check: u16 = ram
-        .mem
-        .read_obj(GuestAddress(ZERO_PAGE + 0x1fe))
-        .unwrap_or(0);
-    debug_assert_eq!(check, KERNEL_BOOT_FLAG_MAGIC);
     Ok(Loaded { entry })
 }
 
