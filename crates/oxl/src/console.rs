@@ -1,18 +1,94 @@
-//! Where the guest's serial console goes: the terminal (`oxl create -c`), a pty, a file or
-//! nowhere; and the thread that carries typed input back into the guest.
+//! Where the guest's consoles go. The serial console: the terminal (`oxl create -c`), a pty, a
+//! file or nowhere, and the thread that carries typed input back into the guest. The PV console:
+//! a [`PvConsole`] backend serving `<run_dir>/console/NAME.pv.sock`, which `oxl console` joins.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use vmm::SerialInput;
+use vmm_sys_util::eventfd::EventFd;
+use xen_console::{ConsolePage, PvConsole};
 use xlcfg::SerialTarget;
 
+use crate::registry;
+
 /// xl's console escape: Ctrl-].
-const ESCAPE: u8 = 0x1d;
+pub const ESCAPE: u8 = 0x1d;
+
+/// Which of a domain's consoles (`oxl console -t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// The Xen PV console (`hvc0` in the guest).
+    Pv,
+    /// The emulated serial port (`ttyS0` in the guest).
+    Serial,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Pv => "pv",
+            Kind::Serial => "serial",
+        }
+    }
+}
+
+/// Where console sockets live: `<run_dir>/console`, run_dir being `$OXEN_RUN_DIR` or /run/oxen.
+pub fn socket_dir() -> PathBuf {
+    let domains = registry::dir();
+    domains
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(domains)
+        .join("console")
+}
+
+/// The socket of domain `name`'s console of `kind`: `<run_dir>/console/NAME.KIND.sock`.
+pub fn socket_path(name: &str, kind: Kind) -> PathBuf {
+    socket_dir().join(socket_name(name, kind))
+}
+
+fn socket_name(name: &str, kind: Kind) -> String {
+    format!("{name}.{}.sock", kind.name())
+}
+
+/// Starts the PV console backend of domain `name` on [`socket_path`]`(name, Kind::Pv)`.
+///
+/// `page` is the guest's console page, `kick` becomes readable when the guest notifies the
+/// console's event channel, and `notify` raises that channel in the guest. The backend stops
+/// and removes its socket when the returned value is dropped.
+// Called by create.rs once the VMM exposes the guest's console page (issue 5).
+#[allow(dead_code)]
+pub fn start_pv(
+    name: &str,
+    page: Arc<dyn ConsolePage>,
+    kick: EventFd,
+    notify: Box<dyn Fn() + Send + Sync>,
+) -> Result<PvConsole> {
+    start_pv_in(&socket_dir(), name, page, kick, notify)
+}
+
+fn start_pv_in(
+    dir: &Path,
+    name: &str,
+    page: Arc<dyn ConsolePage>,
+    kick: EventFd,
+    notify: Box<dyn Fn() + Send + Sync>,
+) -> Result<PvConsole> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(socket_name(name, Kind::Pv));
+    PvConsole::start(page, kick, notify, &path, None)
+        .with_context(|| format!("starting the PV console of '{name}' on {}", path.display()))
+}
 
 /// Where guest output goes.
 enum Sink {
@@ -217,4 +293,38 @@ pub fn dump_core(
         .context("rewinding the RAM file")?;
     std::io::copy(&mut src, &mut out).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use xen_console::{ring, MemoryPage};
+
+    #[test]
+    fn start_pv_serves_the_ring_on_the_domain_socket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("console");
+        let page = Arc::new(MemoryPage::default());
+        let kick = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let pv = start_pv_in(
+            &dir,
+            "web",
+            page.clone(),
+            kick.try_clone().unwrap(),
+            Box::new(|| {}),
+        )
+        .unwrap();
+        assert_eq!(pv.socket(), dir.join("web.pv.sock"));
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "console sockets are private");
+        ring::guest::write_output(&*page, b"login: ");
+        kick.write(1).unwrap();
+        let mut c = std::os::unix::net::UnixStream::connect(pv.socket()).unwrap();
+        let mut buf = [0u8; 7];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"login: ");
+        drop(pv);
+        assert!(!dir.join("web.pv.sock").exists());
+    }
 }

@@ -1,8 +1,10 @@
 //! `oxl`: the xl-compatible command line for Oxen domains.
 
+mod attach;
 mod console;
 mod create;
 mod registry;
+mod shutdown;
 
 use std::process::ExitCode;
 
@@ -58,6 +60,12 @@ enum Command {
         /// Domain name or id.
         domain: String,
     },
+    /// Attach to a domain's console; Ctrl-] detaches.
+    Console(attach::Args),
+    /// Ask a domain's guest to shut down (through `control/shutdown` in Xenstore).
+    Shutdown(shutdown::Args),
+    /// Ask a domain's guest to reboot (through `control/shutdown` in Xenstore).
+    Reboot(shutdown::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +91,13 @@ fn main() -> ExitCode {
         }
         Command::Destroy { domain } => {
             signal_domain(&domain, libc::SIGTERM, true).map(|_| exit::POWEROFF)
+        }
+        Command::Console(args) => attach::run(args).map(|_| exit::POWEROFF),
+        Command::Shutdown(args) => {
+            shutdown::run(args, shutdown::Request::Poweroff).map(|_| exit::POWEROFF)
+        }
+        Command::Reboot(args) => {
+            shutdown::run(args, shutdown::Request::Reboot).map(|_| exit::POWEROFF)
         }
     };
     match result {
@@ -145,4 +160,48 @@ fn signal_domain(name: &str, sig: i32, wait: bool) -> anyhow::Result<()> {
         anyhow::bail!("domain '{}' did not go away within 10 s", d.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use console::Kind;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("oxl").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn console_type_defaults_to_serial_and_takes_pv() {
+        let Ok(Command::Console(a)) = parse(&["console", "web"]) else {
+            panic!("console web");
+        };
+        assert_eq!((a.kind, a.domain.as_str()), (Kind::Serial, "web"));
+        let Ok(Command::Console(a)) = parse(&["console", "-t", "pv", "3"]) else {
+            panic!("console -t pv 3");
+        };
+        assert_eq!((a.kind, a.domain.as_str()), (Kind::Pv, "3"));
+        assert!(parse(&["console", "-t", "vga", "web"]).is_err());
+        assert!(parse(&["console"]).is_err());
+    }
+
+    #[test]
+    fn shutdown_and_reboot_arguments() {
+        for cmd in ["shutdown", "reboot"] {
+            let a = match parse(&[cmd, "-w", "web"]) {
+                Ok(Command::Shutdown(a) | Command::Reboot(a)) => a,
+                other => panic!("{cmd} -w web: {other:?}"),
+            };
+            assert!(a.wait && !a.all);
+            assert_eq!(a.domain.as_deref(), Some("web"));
+            let a = match parse(&[cmd, "--all", "--wait"]) {
+                Ok(Command::Shutdown(a) | Command::Reboot(a)) => a,
+                other => panic!("{cmd} -a: {other:?}"),
+            };
+            assert!(a.all && a.wait && a.domain.is_none());
+            assert!(parse(&[cmd]).is_err(), "a domain or -a is required");
+            assert!(parse(&[cmd, "-a", "web"]).is_err(), "-a takes no domain");
+        }
+        assert!(matches!(parse(&["reboot", "1"]), Ok(Command::Reboot(_))));
+    }
 }
