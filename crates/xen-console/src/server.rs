@@ -2,18 +2,15 @@
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::ratelimit::warn_ratelimited;
-use crate::ring::{self, RingError};
-use crate::ConsolePage;
 
 /// Output replayed to a client when it connects.
 pub const SCROLLBACK: usize = 64 << 10;
@@ -24,48 +21,57 @@ const CLIENT_BACKLOG: usize = 1 << 20;
 const PENDING_INPUT: usize = 64 << 10;
 /// Clients served at once (more are refused).
 const MAX_CLIENTS: usize = 32;
-/// The safety-net poll of the rings, for a kick that got lost.
+/// The safety-net poll of the backend, for a wakeup that got lost.
 const POLL_MS: i32 = 50;
-/// `out` ring passes per wakeup, so a guest producing without pause cannot starve the clients.
-const PASSES: usize = 8;
+/// The poll period while typed input waits for the guest to make room.
+const INPUT_RETRY_MS: i32 = 10;
 
-/// A running PV console backend. Dropping it stops the thread and removes the socket.
-pub struct PvConsole {
+/// Where a console's output comes from and its input goes: the PV ring, or (in `oxl`) an
+/// emulated serial port.
+pub trait Backend: Send + 'static {
+    /// A descriptor that becomes readable when there may be new output (the guest's kick).
+    fn wake_fd(&self) -> RawFd;
+    /// Called when [`Backend::wake_fd`] was readable, to reset it.
+    fn woken(&mut self);
+    /// Appends available output to `out`; returns whether more may be waiting right away. Does
+    /// a bounded amount of work.
+    fn read_output(&mut self, out: &mut Vec<u8>) -> bool;
+    /// Takes as much of `data` as the guest can accept now; returns how much.
+    fn write_input(&mut self, data: &[u8]) -> usize;
+}
+
+/// A console served on a Unix socket by its own thread. Dropping it stops the thread and
+/// removes the socket.
+pub struct ConsoleServer {
     stop: EventFd,
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
 }
 
-impl std::fmt::Debug for PvConsole {
+impl std::fmt::Debug for ConsoleServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PvConsole")
+        f.debug_struct("ConsoleServer")
             .field("socket", &self.socket)
             .finish()
     }
 }
 
-impl PvConsole {
-    /// Starts the backend for the console ring in `page`.
+impl ConsoleServer {
+    /// Serves `backend` on a Unix socket created at `socket` (a stale socket file is replaced).
     ///
-    /// `kick` becomes readable when the guest notifies the console's event channel; `notify`
-    /// raises that channel in the guest. Guest output goes to `log` (if any) and to every
-    /// client of the Unix socket created at `socket` (a stale socket file is replaced); what
-    /// clients send becomes the guest's keyboard input.
+    /// Output goes to `log` (if any) and to every client, after a replay of the last
+    /// [`SCROLLBACK`] bytes; what clients send becomes input, queued while the guest is not
+    /// reading. The backend is also polled every 50 ms, as a safety net for lost wakeups.
     pub fn start(
-        page: Arc<dyn ConsolePage>,
-        kick: EventFd,
-        notify: Box<dyn Fn() + Send + Sync>,
+        backend: impl Backend,
         socket: &Path,
         log: Option<Box<dyn Write + Send>>,
-    ) -> io::Result<PvConsole> {
+    ) -> io::Result<ConsoleServer> {
         let listener = bind(socket)?;
         listener.set_nonblocking(true)?;
         let stop = EventFd::new(EFD_NONBLOCK)?;
-        ring::mark_connected(&*page);
         let mut hub = Hub {
-            page,
-            kick,
-            notify,
+            backend,
             listener,
             stop: stop.try_clone()?,
             clients: Vec::new(),
@@ -74,9 +80,9 @@ impl PvConsole {
             log,
         };
         let thread = std::thread::Builder::new()
-            .name("pv-console".into())
+            .name("console".into())
             .spawn(move || hub.run())?;
-        Ok(PvConsole {
+        Ok(ConsoleServer {
             stop,
             thread: Some(thread),
             socket: socket.to_path_buf(),
@@ -89,7 +95,7 @@ impl PvConsole {
     }
 }
 
-impl Drop for PvConsole {
+impl Drop for ConsoleServer {
     fn drop(&mut self) {
         let _ = self.stop.write(1);
         if let Some(t) = self.thread.take() {
@@ -180,10 +186,8 @@ impl Client {
     }
 }
 
-struct Hub {
-    page: Arc<dyn ConsolePage>,
-    kick: EventFd,
-    notify: Box<dyn Fn() + Send + Sync>,
+struct Hub<B> {
+    backend: B,
     listener: UnixListener,
     stop: EventFd,
     clients: Vec<Client>,
@@ -201,13 +205,13 @@ fn pollfd(fd: i32, events: i16) -> libc::pollfd {
     }
 }
 
-impl Hub {
+impl<B: Backend> Hub<B> {
     fn run(&mut self) {
         let mut busy = false;
         loop {
             let mut fds = vec![
                 pollfd(self.stop.as_raw_fd(), libc::POLLIN),
-                pollfd(self.kick.as_raw_fd(), libc::POLLIN),
+                pollfd(self.backend.wake_fd(), libc::POLLIN),
                 pollfd(self.listener.as_raw_fd(), libc::POLLIN),
             ];
             for c in &self.clients {
@@ -220,19 +224,25 @@ impl Hub {
                 }
                 fds.push(pollfd(c.stream.as_raw_fd(), ev));
             }
-            let timeout = if busy { 0 } else { POLL_MS };
+            let timeout = if busy {
+                0
+            } else if !self.input.is_empty() {
+                INPUT_RETRY_MS
+            } else {
+                POLL_MS
+            };
             // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the whole call.
             let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if rc < 0 && io::Error::last_os_error().kind() != ErrorKind::Interrupted {
-                tracing::error!("pv console: poll: {}", io::Error::last_os_error());
+                tracing::error!("console: poll: {}", io::Error::last_os_error());
                 return;
             }
             if fds[0].revents != 0 {
                 return;
             }
             if fds[1].revents != 0 {
-                // Reset the counter; the rings are serviced below on every wakeup anyway.
-                let _ = self.kick.read();
+                // The backend is serviced below on every wakeup anyway.
+                self.backend.woken();
             }
             for (c, p) in self.clients.iter_mut().zip(&fds[3..]) {
                 if p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
@@ -259,7 +269,7 @@ impl Hub {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if self.clients.len() >= MAX_CLIENTS {
-                        warn_ratelimited!(5, "pv console: too many clients; refusing one");
+                        warn_ratelimited!(5, "console: too many clients; refusing one");
                         continue;
                     }
                     if stream.set_nonblocking(true).is_err() {
@@ -278,44 +288,25 @@ impl Hub {
         }
     }
 
-    /// Moves pending input into the `in` ring.
+    /// Gives pending input to the guest.
     fn feed_input(&mut self) {
         if self.input.is_empty() {
             return;
         }
-        let data = self.input.make_contiguous();
-        match ring::write_input(&*self.page, data) {
-            Ok(0) => {}
-            Ok(n) => {
-                self.input.drain(..n);
-                (self.notify)();
-            }
-            Err(e) => warn_ratelimited!(5, "pv console: {e}"),
-        }
+        let n = self.backend.write_input(self.input.make_contiguous());
+        self.input.drain(..n.min(self.input.len()));
     }
 
-    /// Drains the `out` ring; returns whether the guest may have more right away.
+    /// Takes the guest's output; returns whether it may have more right away.
     fn drain_output(&mut self) -> bool {
         let mut data = Vec::new();
-        let mut more = false;
-        for pass in 0..PASSES {
-            match ring::read_output(&*self.page, &mut data) {
-                Ok(0) => break,
-                Ok(_) => more = pass + 1 == PASSES,
-                Err(e @ RingError::Output { .. }) | Err(e @ RingError::Input { .. }) => {
-                    warn_ratelimited!(5, "pv console: {e}");
-                    break;
-                }
-            }
-        }
+        let more = self.backend.read_output(&mut data);
         if data.is_empty() {
             return false;
         }
-        // Space was freed: the guest may be waiting to write more.
-        (self.notify)();
         if let Some(log) = &mut self.log {
             if let Err(e) = log.write_all(&data).and_then(|_| log.flush()) {
-                tracing::warn!("pv console: console log failed, no longer logging: {e}");
+                tracing::warn!("console log failed, no longer logging: {e}");
                 self.log = None;
             }
         }
@@ -329,7 +320,3 @@ impl Hub {
         more
     }
 }
-
-#[cfg(test)]
-#[path = "server_tests.rs"]
-mod tests;

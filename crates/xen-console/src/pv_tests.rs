@@ -1,10 +1,17 @@
+//! The PV console end to end: guest (a page in host memory), backend thread and socket clients.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::{UnixListener, UnixStream};
+
 use super::*;
 use crate::ring::guest;
+use crate::server::SCROLLBACK;
 use crate::MemoryPage;
+use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
 /// A log the test can read back.
 #[derive(Clone, Default)]
