@@ -2,6 +2,8 @@
 //! libxenstore uses, keeps its state in a file so it can be stopped and started again (an
 //! upgrade) without losing anything, and saves that state on SIGTERM/SIGINT.
 
+mod ring_link;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +20,10 @@ struct Args {
     /// Socket to serve [default: $XENSTORED_PATH, else /var/run/xenstored/socket].
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Where domains' VMMs serve their ring links (`<DIR>/xen/dom<domid>.sock`)
+    /// [default: $OXEN_RUN_DIR, else /run/oxen].
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
     /// State file kept across restarts.
     #[arg(long, default_value = "/var/lib/xenstored/oxenstored.state")]
     state_file: PathBuf,
@@ -83,8 +89,15 @@ fn main() -> anyhow::Result<()> {
         signal_hook::low_level::pipe::register(sig, stop_tx.try_clone()?)
             .with_context(|| format!("installing handler for signal {sig}"))?;
     }
-    let mut daemon = Daemon::new(cfg.clone(), None).context("starting oxenstored")?;
-    tracing::info!(socket = %cfg.socket.display(), "oxenstored serving");
+    let run_dir = args.run_dir.unwrap_or_else(backend_link::run_dir);
+    let attacher = ring_link::LinkAttacher::new(run_dir.clone());
+    let mut daemon =
+        Daemon::new(cfg.clone(), Some(Box::new(attacher))).context("starting oxenstored")?;
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        run_dir = %run_dir.display(),
+        "oxenstored serving"
+    );
     daemon.run(Some(stop_rx)).context("serving")?;
     Ok(())
 }

@@ -76,8 +76,12 @@ impl Drop for Daemon {
 }
 
 fn spawn(socket: &Path, state: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_oxenstored"))
-        .arg("--socket")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxenstored"));
+    // Never look for VMM link sockets in the host's real run directory.
+    if !extra.contains(&"--run-dir") {
+        cmd.arg("--run-dir").arg(socket.with_file_name("run"));
+    }
+    cmd.arg("--socket")
         .arg(socket)
         .arg("--state-file")
         .arg(state)
@@ -88,7 +92,7 @@ fn spawn(socket: &Path, state: &Path, extra: &[&str]) -> Child {
         .expect("spawn oxenstored")
 }
 
-fn wait_for_socket(socket: &Path) {
+pub fn wait_for_socket(socket: &Path) {
     let end = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(socket).is_err() {
         assert!(
