@@ -16,6 +16,7 @@ use xen_console::{ConsolePage, PvConsole};
 use xlcfg::SerialTarget;
 
 use crate::registry;
+use crate::serial_socket::SerialSocket;
 
 /// xl's console escape: Ctrl-].
 pub const ESCAPE: u8 = 0x1d;
@@ -73,6 +74,16 @@ pub fn start_pv(
     start_pv_in(&socket_dir(), name, page, kick, notify)
 }
 
+/// Creates the console socket directory, private to its owner: a console is a keyboard on the
+/// guest.
+fn make_socket_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
 fn start_pv_in(
     dir: &Path,
     name: &str,
@@ -80,11 +91,7 @@ fn start_pv_in(
     kick: EventFd,
     notify: Box<dyn Fn() + Send + Sync>,
 ) -> Result<PvConsole> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    make_socket_dir(dir)?;
     let path = dir.join(socket_name(name, Kind::Pv));
     PvConsole::start(page, kick, notify, &path, None)
         .with_context(|| format!("starting the PV console of '{name}' on {}", path.display()))
@@ -106,6 +113,8 @@ pub struct Console {
     target: Arc<Mutex<Option<SerialInput>>>,
     /// A message for the user (e.g. which pty to open).
     pub note: Option<String>,
+    /// The serial console's socket, once [`Console::serve`] started it.
+    socket: Option<SerialSocket>,
 }
 
 /// Opens the console for `target`; `attach` puts it on this terminal instead.
@@ -116,6 +125,7 @@ pub fn open(target: &SerialTarget, attach: bool) -> Result<Console> {
         stdin,
         target: Arc::default(),
         note,
+        socket: None,
     };
     if attach {
         return Ok(console(Sink::Stdout, None, true, None));
@@ -213,11 +223,44 @@ impl Drop for RawMode {
 impl Console {
     /// A writer for a new VM's serial port; `None` when the domain has no serial port.
     pub fn writer(&self) -> Result<Option<Box<dyn Write + Send>>> {
-        Ok(match &self.sink {
-            Sink::Stdout => Some(Box::new(std::io::stdout())),
-            Sink::File(f) => Some(Box::new(f.try_clone().context("duplicating the console")?)),
-            Sink::None => None,
-        })
+        let w: Box<dyn Write + Send> = match &self.sink {
+            Sink::Stdout => Box::new(std::io::stdout()),
+            Sink::File(f) => Box::new(f.try_clone().context("duplicating the console")?),
+            Sink::None => return Ok(None),
+        };
+        Ok(Some(match &self.socket {
+            Some(s) => s.tap(w),
+            None => w,
+        }))
+    }
+
+    /// Also serves the serial console of domain `name` on
+    /// [`socket_path`]`(name, Kind::Serial)` for `oxl console`, until the console is dropped.
+    /// Call before [`Console::writer`]. A domain without a serial port gets no socket.
+    // Called by create.rs right after `console::open` (issue 5).
+    #[allow(dead_code)]
+    pub fn serve(&mut self, name: &str) -> Result<()> {
+        self.serve_in(&socket_dir(), name)
+    }
+
+    fn serve_in(&mut self, dir: &Path, name: &str) -> Result<()> {
+        if matches!(self.sink, Sink::None) || self.socket.is_some() {
+            return Ok(());
+        }
+        make_socket_dir(dir)?;
+        let target = self.target.clone();
+        let input = Box::new(move |data: &[u8]| {
+            match target.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                Some(serial) => serial.send(data),
+                // No VM yet (or between restarts): keep the input queued.
+                None => 0,
+            }
+        });
+        self.socket = Some(SerialSocket::start(
+            &dir.join(socket_name(name, Kind::Serial)),
+            input,
+        )?);
+        Ok(())
     }
 
     /// Points typed input at `serial` (the newest VM's port), starting the input thread the
@@ -326,5 +369,33 @@ mod tests {
         assert_eq!(&buf, b"login: ");
         drop(pv);
         assert!(!dir.join("web.pv.sock").exists());
+    }
+
+    #[test]
+    fn serve_puts_the_serial_console_on_its_socket_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("console");
+        let log = tmp.path().join("serial.log");
+        let mut con = open(&SerialTarget::File(log.clone()), false).unwrap();
+        con.serve_in(&dir, "web").unwrap();
+        let mut w = con.writer().unwrap().unwrap();
+        w.write_all(b"login: ").unwrap();
+        let mut c = std::os::unix::net::UnixStream::connect(dir.join("web.serial.sock")).unwrap();
+        let mut buf = [0u8; 7];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"login: ");
+        assert_eq!(
+            std::fs::read(&log).unwrap(),
+            b"login: ",
+            "the file still gets it"
+        );
+        drop(con);
+        assert!(!dir.join("web.serial.sock").exists());
+
+        // No serial port, no socket.
+        let mut none = open(&SerialTarget::None, false).unwrap();
+        none.serve_in(&dir, "quiet").unwrap();
+        assert!(none.writer().unwrap().is_none());
+        assert!(!dir.join("quiet.serial.sock").exists());
     }
 }

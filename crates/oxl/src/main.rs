@@ -4,6 +4,7 @@ mod attach;
 mod console;
 mod create;
 mod registry;
+mod serial_socket;
 mod shutdown;
 
 use std::process::ExitCode;
