@@ -9,11 +9,15 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::console::{self, Kind, ESCAPE};
 use crate::registry;
+
+/// How long a registered domain's console socket may take to appear.
+const SOCKET_GRACE: Duration = Duration::from_secs(1);
 
 /// `oxl console` arguments, as xl names them.
 #[derive(clap::Args, Debug)]
@@ -39,6 +43,11 @@ pub enum End {
 pub fn run(args: Args) -> Result<()> {
     let d = registry::find(&args.domain)?;
     let path = console::socket_path(&d.name, args.kind);
+    // A domain registers itself before it opens its consoles: allow a just-created one a moment.
+    let end = Instant::now() + SOCKET_GRACE;
+    while !path.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     if !path.exists() {
         let hint = match args.kind {
             Kind::Serial => "; `-t pv` selects the PV console",
