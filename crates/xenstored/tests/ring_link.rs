@@ -224,3 +224,21 @@ fn introduce_without_a_vmm_socket_is_logged_and_harmless() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_vmm_that_exits_without_release_gets_its_memory_back() {
+    let run = tempfile::tempdir().unwrap();
+    let mem = Arc::new(FakeGuest::new(GFN, 1).unwrap());
+    let vmm = LinkServer::start(&socket_path_in(run.path(), DOMID), mem.clone()).unwrap();
+    let d = start(run.path());
+    let mut dom0 = Client::connect(&d.socket).unwrap();
+    dom0.introduce(DOMID, GFN as i64, PORT).unwrap();
+    wait_for("oxenstored to map the ring", || maps_guest(d.child.id()));
+    // The VMM crashes: no RELEASE comes, but oxenstored must not pin the guest's memory.
+    drop(vmm);
+    wait_for("oxenstored to unmap the ring", || !maps_guest(d.child.id()));
+    assert!(dom0.is_domain_introduced(DOMID).unwrap());
+    dom0.write(0, "/still/serving", b"yes").unwrap();
+    dom0.request(MsgType::Release, 0, b"7\0").unwrap();
+    assert!(!dom0.is_domain_introduced(DOMID).unwrap());
+}
