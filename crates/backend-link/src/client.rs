@@ -236,11 +236,17 @@ fn read_reply(link: &UnixStream) -> Result<(Vec<u8>, Vec<OwnedFd>), ReplyError> 
     }
 }
 
-/// Maps the page at `offset` of `mem` after checking the file really holds it (touching a
-/// mapping past the end of a file raises SIGBUS).
+/// Maps the page at `offset` of `mem` after checking the file holds it and cannot shrink
+/// (touching a mapping past the end of a file raises SIGBUS: a VMM could kill us).
 fn map_page(mem: &OwnedFd, offset: u64) -> io::Result<NonNull<u8>> {
     if !offset.is_multiple_of(PAGE_SIZE as u64) {
         return Err(io::Error::other("offset is not page aligned"));
+    }
+    let sealed = proto::sealed_against_shrinking(mem.as_fd()).unwrap_or(false);
+    if !sealed {
+        return Err(io::Error::other(
+            "the VMM's memory file is not sealed against shrinking",
+        ));
     }
     let size = nix::sys::stat::fstat(mem.as_fd())?.st_size;
     let end = offset.checked_add(PAGE_SIZE as u64);

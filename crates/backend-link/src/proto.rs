@@ -59,6 +59,14 @@ impl Reply {
     }
 }
 
+/// Whether `fd` is sealed against shrinking: a file that can shrink under a mapping would
+/// let its owner crash the process mapping it (SIGBUS on access past the new end).
+pub(crate) fn sealed_against_shrinking(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<bool> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let seals = SealFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GET_SEALS)?);
+    Ok(seals.contains(SealFlag::F_SEAL_SHRINK))
+}
+
 /// Encodes a message as its JSON line.
 pub(crate) fn line<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail; an empty line would be refused anyway.

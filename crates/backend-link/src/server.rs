@@ -20,6 +20,10 @@ use crate::PAGE_SIZE;
 pub trait GuestLink: Send + Sync {
     /// The file (memfd) and byte offset backing guest frame `gfn`; `Err(reason)` if `gfn` is
     /// not a page a backend may map.
+    ///
+    /// The memfd must be sealed with `F_SEAL_SHRINK` or allow the server to add that seal
+    /// (created with `MFD_ALLOW_SEALING`): backends refuse a file that could shrink under
+    /// their mapping, since touching a page past its end would kill them with SIGBUS.
     fn page(&self, gfn: u64) -> Result<(BorrowedFd<'_>, u64), String>;
     /// Connects guest event-channel `port` to a backend. Returns `(kick, call)`: `kick`
     /// becomes readable when the guest sends on the port; the backend writes `call` to raise
@@ -283,6 +287,10 @@ fn answer(name: &str, c: &mut Conn, link: &dyn GuestLink, line: &[u8]) -> bool {
         refuse(name, c, &why);
         return false;
     }
+    if let Err(why) = seal(fd) {
+        refuse(name, c, &format!("gfn {:#x}: {why}", req.gfn));
+        return false;
+    }
     let (kick, call) = match link.bind(req.port) {
         Ok(p) => p,
         Err(why) => {
@@ -308,6 +316,22 @@ fn answer(name: &str, c: &mut Conn, link: &dyn GuestLink, line: &[u8]) -> bool {
             false
         }
     }
+}
+
+/// Seals the memory file against shrinking (backends insist on it; it never needs to shrink).
+fn seal(fd: BorrowedFd<'_>) -> Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    if proto::sealed_against_shrinking(fd).unwrap_or(false) {
+        return Ok(());
+    }
+    fcntl(fd, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK))
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "memory file cannot be sealed against shrinking \
+                 (create the memfd with MFD_ALLOW_SEALING): {e}"
+            )
+        })
 }
 
 fn parse(line: &[u8]) -> Result<Request, String> {

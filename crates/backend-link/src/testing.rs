@@ -33,8 +33,10 @@ pub struct FakeGuest {
 impl FakeGuest {
     /// A guest whose frames `first_gfn..first_gfn + pages` backends may map.
     pub fn new(first_gfn: u64, pages: u64) -> io::Result<FakeGuest> {
-        let fd =
-            nix::sys::memfd::memfd_create(c"fake-guest", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        // Sealable, as a VMM's memory file must be (the link server seals it).
+        let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+        let fd = memfd_create(c"fake-guest", flags)?;
         let mem = File::from(fd);
         // Leave one page before the backend-visible ones so offsets are not trivially 0.
         mem.set_len((pages + 1) * PAGE_SIZE as u64)?;

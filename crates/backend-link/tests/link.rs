@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backend_link::testing::FakeGuest;
 use backend_link::{attach, socket_path_in, LinkError, LinkServer, PAGE_SIZE};
+use vmm_sys_util::eventfd::EventFd;
 
 const GFN: u64 = 0xfeff0;
 const PORT: u32 = 5;
@@ -307,16 +308,7 @@ impl backend_link::GuestLink for BuggyLink {
         assert_ne!(gfn, 13, "bug in the VMM");
         self.0.page(gfn)
     }
-    fn bind(
-        &self,
-        port: u32,
-    ) -> Result<
-        (
-            vmm_sys_util::eventfd::EventFd,
-            vmm_sys_util::eventfd::EventFd,
-        ),
-        String,
-    > {
+    fn bind(&self, port: u32) -> Result<(EventFd, EventFd), String> {
         self.0.bind(port)
     }
 }
@@ -330,4 +322,99 @@ fn a_panicking_guest_link_costs_one_request_not_the_server() {
     let e = attach(&path, 13, PORT).unwrap_err();
     assert!(e.to_string().contains("internal error in the VMM"), "{e}");
     attach(&path, GFN, PORT).unwrap();
+}
+
+fn memfd(sealable: bool, len: u64) -> std::fs::File {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let mut flags = MFdFlags::MFD_CLOEXEC;
+    if sealable {
+        flags |= MFdFlags::MFD_ALLOW_SEALING;
+    }
+    let f = std::fs::File::from(memfd_create(c"test-mem", flags).unwrap());
+    f.set_len(len).unwrap();
+    f
+}
+
+/// A VMM that offers one file as every frame.
+struct FileLink(std::fs::File);
+
+impl backend_link::GuestLink for FileLink {
+    fn page(&self, _gfn: u64) -> Result<(BorrowedFd<'_>, u64), String> {
+        use std::os::fd::AsFd;
+        Ok((self.0.as_fd(), 0))
+    }
+    fn bind(&self, _port: u32) -> Result<(EventFd, EventFd), String> {
+        let e = || EventFd::new(0).map_err(|e| e.to_string());
+        Ok((e()?, e()?))
+    }
+}
+
+#[test]
+fn the_server_seals_memory_against_shrinking_or_refuses() {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let dir = tempfile::tempdir().unwrap();
+    // A memfd that cannot take seals: a backend could be killed by its shrinking.
+    let path = socket_path_in(dir.path(), 1);
+    let _s = LinkServer::start(&path, Arc::new(FileLink(memfd(false, 4096)))).unwrap();
+    let e = attach(&path, 1, 1).unwrap_err();
+    assert!(e.to_string().contains("MFD_ALLOW_SEALING"), "{e}");
+    // A sealable one is sealed on the first attach, and then cannot shrink.
+    let mem = memfd(true, 4096);
+    let probe = mem.try_clone().unwrap();
+    let path = socket_path_in(dir.path(), 2);
+    let _s = LinkServer::start(&path, Arc::new(FileLink(mem))).unwrap();
+    let page = attach(&path, 1, 1).unwrap();
+    let seals = SealFlag::from_bits_truncate(fcntl(&probe, FcntlArg::F_GET_SEALS).unwrap());
+    assert!(seals.contains(SealFlag::F_SEAL_SHRINK));
+    assert!(probe.set_len(0).is_err(), "a sealed file shrank");
+    page.write_u32(0, 3).unwrap();
+}
+
+/// A rogue VMM: grants with the given memory file, whatever it is.
+fn rogue_vmm(path: &Path, mem: std::fs::File) -> std::thread::JoinHandle<()> {
+    use std::os::fd::AsRawFd;
+    let l = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&c).read_line(&mut line).unwrap();
+        let ev = EventFd::new(0).unwrap();
+        let reply = b"{\"version\":1,\"ok\":true,\"offset\":0}\n";
+        let fds = [mem.as_raw_fd(), ev.as_raw_fd(), ev.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        nix::sys::socket::sendmsg::<()>(
+            c.as_raw_fd(),
+            &[std::io::IoSlice::new(reply)],
+            &cmsg,
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        // Hold the connection until the backend has made up its mind.
+        let _ = (&c).read(&mut [0u8; 1]);
+    })
+}
+
+#[test]
+fn backends_refuse_memory_that_could_shrink_or_does_not_hold_the_page() {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rogue.sock");
+    let t = rogue_vmm(&path, memfd(true, 4096));
+    match attach(&path, 1, 1) {
+        Err(e @ LinkError::Mmap { .. }) => assert!(e.to_string().contains("not sealed"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    t.join().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let short = memfd(true, 100);
+    fcntl(&short, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK)).unwrap();
+    let t = rogue_vmm(&path, short);
+    match attach(&path, 1, 1) {
+        Err(e @ LinkError::Mmap { .. }) => {
+            assert!(e.to_string().contains("does not hold the page"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    t.join().unwrap();
 }
