@@ -181,6 +181,11 @@ pub fn attach(path: &Path, gfn: u64, port: u32) -> Result<RemotePage, LinkError>
             "granted reply must carry {REPLY_FDS} descriptors"
         )));
     };
+    // Never block on a descriptor the VMM controls (a full counter, a pipe nobody reads).
+    // O_NONBLOCK is shared with the VMM's copies; GuestLink::bind documents it.
+    for fd in [&kick, &call] {
+        set_nonblocking(fd).map_err(|e| io_err("making the event channel non-blocking", e))?;
+    }
     let ptr = map_page(&mem, offset).map_err(|source| LinkError::Mmap {
         path: path.to_path_buf(),
         offset,
@@ -196,6 +201,13 @@ pub fn attach(path: &Path, gfn: u64, port: u32) -> Result<RemotePage, LinkError>
         link,
         path: path.to_path_buf(),
     })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
 }
 
 enum ReplyError {
@@ -321,13 +333,14 @@ impl RemotePage {
         Ok(())
     }
 
-    /// Raises the event-channel port in the guest (writes the `call` eventfd).
+    /// Raises the event-channel port in the guest (writes the `call` eventfd). Never blocks:
+    /// if the counter is full, the guest has notifications pending anyway.
     pub fn notify(&self) -> io::Result<()> {
-        let n = nix::unistd::write(&self.call, &1u64.to_ne_bytes())?;
-        if n != 8 {
-            return Err(io::Error::other("short write to the call eventfd"));
+        match nix::unistd::write(&self.call, &1u64.to_ne_bytes()) {
+            Ok(8) | Err(nix::errno::Errno::EAGAIN) => Ok(()),
+            Ok(_) => Err(io::Error::other("short write to the call eventfd")),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// The `kick` eventfd: readable when the guest has sent on the port.
@@ -337,21 +350,13 @@ impl RemotePage {
 
     /// Consumes pending guest kicks without blocking; returns how many there were.
     pub fn ack(&self) -> io::Result<u64> {
-        // Poll first rather than setting O_NONBLOCK: the flag would be shared with the VMM's
-        // copy of the descriptor. Only this backend reads `kick`, so readable stays readable.
-        let mut pfd = [nix::poll::PollFd::new(
-            self.kick.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO)? == 0 {
-            return Ok(0);
-        }
         let mut b = [0u8; 8];
-        let n = nix::unistd::read(&self.kick, &mut b)?;
-        if n != 8 {
-            return Err(io::Error::other("short read from the kick eventfd"));
+        match nix::unistd::read(&self.kick, &mut b) {
+            Ok(8) => Ok(u64::from_ne_bytes(b)),
+            Err(nix::errno::Errno::EAGAIN) => Ok(0),
+            Ok(_) => Err(io::Error::other("short read from the kick eventfd")),
+            Err(e) => Err(e.into()),
         }
-        Ok(u64::from_ne_bytes(b))
     }
 
     /// The connection to the VMM; it reads end-of-file when the VMM is gone (poll it).
@@ -359,7 +364,9 @@ impl RemotePage {
         self.link.as_raw_fd()
     }
 
-    /// Whether the VMM has closed the link (exited or stopped serving).
+    /// Whether the VMM has closed the link (exited or stopped serving), or broken the
+    /// protocol by writing to it after its reply (which would otherwise keep the link
+    /// readable forever): either way, stop using the page.
     pub fn vmm_gone(&self) -> bool {
         let mut b = [0u8; 1];
         match nix::sys::socket::recv(
@@ -367,8 +374,7 @@ impl RemotePage {
             &mut b,
             MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
         ) {
-            Ok(0) => true,
-            Ok(_) => false,
+            Ok(_) => true,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
             Err(_) => true,
         }

@@ -27,7 +27,8 @@ pub trait GuestLink: Send + Sync {
     fn page(&self, gfn: u64) -> Result<(BorrowedFd<'_>, u64), String>;
     /// Connects guest event-channel `port` to a backend. Returns `(kick, call)`: `kick`
     /// becomes readable when the guest sends on the port; the backend writes `call` to raise
-    /// the port in the guest.
+    /// the port in the guest. The backend sets `O_NONBLOCK` on both (a flag shared with
+    /// the VMM's copies), so the VMM must not rely on blocking reads of `call`.
     fn bind(&self, port: u32) -> Result<(EventFd, EventFd), String>;
 }
 

@@ -370,17 +370,23 @@ fn the_server_seals_memory_against_shrinking_or_refuses() {
     page.write_u32(0, 3).unwrap();
 }
 
-/// A rogue VMM: grants with the given memory file, whatever it is.
-fn rogue_vmm(path: &Path, mem: std::fs::File) -> std::thread::JoinHandle<()> {
+/// A rogue VMM: grants with the given memory file and call eventfd, whatever they are, then
+/// writes `after` on the link.
+fn rogue_vmm(
+    path: &Path,
+    mem: std::fs::File,
+    call: EventFd,
+    after: &'static [u8],
+) -> std::thread::JoinHandle<()> {
     use std::os::fd::AsRawFd;
     let l = UnixListener::bind(path).unwrap();
     std::thread::spawn(move || {
-        let (c, _) = l.accept().unwrap();
+        let (mut c, _) = l.accept().unwrap();
         let mut line = String::new();
         BufReader::new(&c).read_line(&mut line).unwrap();
-        let ev = EventFd::new(0).unwrap();
+        let kick = EventFd::new(0).unwrap();
         let reply = b"{\"version\":1,\"ok\":true,\"offset\":0}\n";
-        let fds = [mem.as_raw_fd(), ev.as_raw_fd(), ev.as_raw_fd()];
+        let fds = [mem.as_raw_fd(), kick.as_raw_fd(), call.as_raw_fd()];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
         nix::sys::socket::sendmsg::<()>(
             c.as_raw_fd(),
@@ -390,31 +396,53 @@ fn rogue_vmm(path: &Path, mem: std::fs::File) -> std::thread::JoinHandle<()> {
             None,
         )
         .unwrap();
-        // Hold the connection until the backend has made up its mind.
-        let _ = (&c).read(&mut [0u8; 1]);
+        c.write_all(after).unwrap();
+        // Hold the connection until the backend is done with it.
+        let _ = c.read(&mut [0u8; 1]);
     })
+}
+
+fn sealed_memfd(len: u64) -> std::fs::File {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let f = memfd(true, len);
+    fcntl(&f, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK)).unwrap();
+    f
 }
 
 #[test]
 fn backends_refuse_memory_that_could_shrink_or_does_not_hold_the_page() {
-    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rogue.sock");
-    let t = rogue_vmm(&path, memfd(true, 4096));
-    match attach(&path, 1, 1) {
-        Err(e @ LinkError::Mmap { .. }) => assert!(e.to_string().contains("not sealed"), "{e}"),
-        other => panic!("{other:?}"),
-    }
-    t.join().unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let short = memfd(true, 100);
-    fcntl(&short, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK)).unwrap();
-    let t = rogue_vmm(&path, short);
-    match attach(&path, 1, 1) {
-        Err(e @ LinkError::Mmap { .. }) => {
-            assert!(e.to_string().contains("does not hold the page"), "{e}")
+    let cases = [
+        (memfd(true, 4096), "not sealed"),
+        (sealed_memfd(100), "does not hold the page"),
+    ];
+    for (mem, want) in cases {
+        let _ = std::fs::remove_file(&path);
+        let t = rogue_vmm(&path, mem, EventFd::new(0).unwrap(), b"");
+        match attach(&path, 1, 1) {
+            Err(e @ LinkError::Mmap { .. }) => assert!(e.to_string().contains(want), "{e}"),
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        t.join().unwrap();
     }
+}
+
+#[test]
+fn a_hostile_vmm_cannot_block_or_fool_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rogue.sock");
+    // A call counter one short of its maximum: a blocking write would hang forever.
+    let call = EventFd::new(0).unwrap();
+    call.write(u64::MAX - 1).unwrap();
+    let t = rogue_vmm(&path, sealed_memfd(4096), call, b"unsolicited");
+    let page = attach(&path, 1, 1).unwrap();
+    page.notify().unwrap();
+    page.notify().unwrap();
+    assert_eq!(page.ack().unwrap(), 0, "nothing to ack, and no blocking");
+    // Writing on the link after the reply breaks the protocol: the page is to be dropped.
+    assert!(readable(page.link_fd(), 5000));
+    assert!(page.vmm_gone());
+    drop(page);
     t.join().unwrap();
 }
