@@ -71,8 +71,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b != "" && b > 0) print
 
 keys=(boot_ms hypercall_ns hypercall_vmm_ns syscall_ns ioctl_ns evtchn_rtt_us_median p99)
 declare -A results # results[side,key] = space-separated per-run values
+declare -A this    # this[side,key] = this run's value
 failed=0
 for i in $(seq 1 "$runs"); do
+  this=()
   for side in $sides; do
     log="$OXEN_OUT/xenbench-$side-$i.log"
     if [ "$side" = oxen ] && ! start_oxenstored; then
@@ -88,13 +90,22 @@ for i in $(seq 1 "$runs"); do
     fi
     line="BENCH run $i $side: boot_ms=$ms"
     results[$side,boot_ms]+=" $ms"
+    this[$side,boot_ms]=$ms
     for k in "${keys[@]:1}"; do
       v=$(field "$log" "$k")
       results[$side,$k]+=" $v"
+      this[$side,$k]=$v
       line+=" $k=$v"
     done
     echo "$line"
   done
+  if [ -n "${this[oxen,boot_ms]:-}" ] && [ -n "${this[qemu,boot_ms]:-}" ]; then
+    line="BENCH run $i ratio oxen/qemu:"
+    for k in boot_ms hypercall_ns hypercall_vmm_ns evtchn_rtt_us_median p99; do
+      line+=" $k=$(ratio "${this[oxen,$k]}" "${this[qemu,$k]}")"
+    done
+    echo "$line"
+  fi
 done
 
 echo "# medians of $runs run(s); 1 vCPU, 256 MiB, same kernel and initramfs; QEMU: ${qemu_cmd[*]:0:12}"
