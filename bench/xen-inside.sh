@@ -109,6 +109,7 @@ for i in $(seq 1 "$runs"); do
 done
 
 echo "# medians of $runs run(s); 1 vCPU, 256 MiB, same kernel and initramfs; QEMU: ${qemu_cmd[*]:0:12}"
+echo "# *_ns: median of 20 batches' ns per call"
 echo "# hypercall_ns: xen_version(XENVER_version) via privcmd (KVM answers it in-kernel when the VMM set the"
 echo "#   version); hypercall_vmm_ns: xen_version(XENVER_get_features), always handled by the VMM;"
 echo "#   syscall_ns / ioctl_ns: the guest's getppid() and a refused privcmd ioctl, for reading the above"
