@@ -78,7 +78,7 @@ fn facs() -> [u8; 64] {
     f
 }
 
-fn fadt(dsdt_addr: u64, facs_addr: u64) -> Sdt {
+fn fadt(dsdt_addr: u64, facs_addr: u64, vga: bool) -> Sdt {
     const WBINVD: u32 = 1 << 0;
     const PROC_C1: u32 = 1 << 2;
     const PWR_BUTTON_NONE: u32 = 1 << 4;
@@ -102,7 +102,10 @@ fn fadt(dsdt_addr: u64, facs_addr: u64) -> Sdt {
     t.write_u16(98, 0x0fff);
     // No 8042 flag: Linux then skips probing a keyboard controller (2 s of timeouts in a slow
     // guest) but still resets through port 0x64, which the i8042 device serves.
-    t.write_u16(109, BOOT_LEGACY_DEVICES | BOOT_NO_VGA | BOOT_NO_CMOS_RTC);
+    // Linux takes a Xen guest without RTC and without VGA for PVH, which would make it look
+    // for PVH grant frames; Xen HVM guests have VGA, so a Xen guest is told it has one.
+    let no_vga = if vga { 0 } else { BOOT_NO_VGA };
+    t.write_u16(109, BOOT_LEGACY_DEVICES | no_vga | BOOT_NO_CMOS_RTC);
     t.write_u32(
         112,
         WBINVD | PROC_C1 | PWR_BUTTON_NONE | SLP_BUTTON_NONE | RESET_REG_SUP,
@@ -167,8 +170,14 @@ fn madt(boot_cpus: u32, max_cpus: u32) -> Sdt {
 
 /// Writes all tables into guest memory; returns the RSDP address for the zero page.
 ///
-/// `boot_cpus` vCPUs are marked enabled; the others up to `max_cpus` are hot-pluggable.
-pub fn write_tables<M: GuestMemoryBackend>(mem: &M, boot_cpus: u32, max_cpus: u32) -> Result<u64> {
+/// `boot_cpus` vCPUs are marked enabled; the others up to `max_cpus` are hot-pluggable. `vga`
+/// leaves out the FADT's "no VGA" flag.
+pub fn write_tables<M: GuestMemoryBackend>(
+    mem: &M,
+    boot_cpus: u32,
+    max_cpus: u32,
+    vga: bool,
+) -> Result<u64> {
     let mut next = ACPI_START;
     let mut place = |what: &'static str, bytes: &[u8], align: u64| -> Result<u64> {
         let addr = next.div_ceil(align) * align;
@@ -186,7 +195,7 @@ pub fn write_tables<M: GuestMemoryBackend>(mem: &M, boot_cpus: u32, max_cpus: u3
     let rsdp_addr = place("RSDP reservation", &[0u8; 36], 16)?;
     let facs_addr = place("FACS", &facs(), 64)?;
     let dsdt_addr = place("DSDT", dsdt().as_slice(), 16)?;
-    let fadt_addr = place("FADT", fadt(dsdt_addr, facs_addr).as_slice(), 16)?;
+    let fadt_addr = place("FADT", fadt(dsdt_addr, facs_addr, vga).as_slice(), 16)?;
     let madt_addr = place("MADT", madt(boot_cpus, max_cpus).as_slice(), 16)?;
     let mut xsdt = Sdt::new(*b"XSDT", 36, 1, OEM_ID, OEM_TABLE, OEM_REVISION);
     for a in [fadt_addr, madt_addr] {
@@ -227,7 +236,7 @@ mod tests {
     fn tables_chain_from_rsdp_with_valid_checksums() {
         let mem: GuestMemoryMmap =
             GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-        let rsdp = write_tables(&mem, 2, 4).unwrap();
+        let rsdp = write_tables(&mem, 2, 4, false).unwrap();
         assert_eq!(rsdp, ACPI_START);
         let mut r = [0u8; 36];
         mem.read_slice(&mut r, GuestAddress(rsdp)).unwrap();
@@ -297,7 +306,7 @@ mod tests {
     fn many_cpus_use_x2apic_entries_and_still_fit() {
         let mem: GuestMemoryMmap =
             GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
-        write_tables(&mem, 288, 288).unwrap();
+        write_tables(&mem, 288, 288, true).unwrap();
         let b = madt(1, 300);
         assert!(b.as_slice().windows(2).any(|w| w == [9, 16]));
     }

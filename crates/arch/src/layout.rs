@@ -40,6 +40,21 @@ pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 /// Local APIC MMIO base.
 pub const LAPIC_ADDR: u32 = 0xfee0_0000;
+/// Xen's special pages (the Xenstore and console rings), reserved in the e820 map so the
+/// guest never uses them as RAM, as Xen's toolstack places them just below the BIOS area.
+pub const XEN_SPECIAL_START: u64 = 0xfeff_0000;
+/// Number of Xen special pages.
+pub const XEN_SPECIAL_PAGES: u64 = 16;
+/// Special page holding the Xenstore ring.
+pub const XEN_STORE_PAGE: u64 = XEN_SPECIAL_START;
+/// Special page holding the PV console ring.
+pub const XEN_CONSOLE_PAGE: u64 = XEN_SPECIAL_START + 0x1000;
+/// Memory behind the Xen platform device's BAR 1, where the guest places grant-table frames.
+pub const XEN_GRANT_START: u64 = 0xf000_0000;
+/// Bytes of grant-frame memory (256 frames); the BAR itself is larger and the rest unbacked.
+pub const XEN_GRANT_LEN: u64 = 1 << 20;
+/// Size of the platform device's BAR 1.
+pub const XEN_GRANT_BAR_LEN: u64 = 16 << 20;
 /// KVM's private pages for VMX (TSS and identity map), inside the hole, below the BIOS ROM.
 pub const KVM_TSS_ADDR: u64 = 0xfffb_d000;
 /// KVM's identity-map page for real-mode emulation on VMX.
@@ -74,6 +89,11 @@ pub fn e820_map(mem_bytes: u64) -> Vec<(u64, u64, E820Type)> {
         (EBDA_START, BIOS_END - EBDA_START, E820Type::Reserved),
         (HIGH_RAM_START, low_end - HIGH_RAM_START, E820Type::Ram),
     ];
+    map.push((
+        XEN_SPECIAL_START,
+        XEN_SPECIAL_PAGES << 12,
+        E820Type::Reserved,
+    ));
     if mem_bytes > MMIO_GAP_START {
         map.push((MMIO_GAP_END, mem_bytes - MMIO_GAP_START, E820Type::Ram));
     }
@@ -99,7 +119,8 @@ mod tests {
             map[2],
             (HIGH_RAM_START, (256 << 20) - HIGH_RAM_START, E820Type::Ram)
         );
-        assert_eq!(map.len(), 3);
+        assert_eq!(map[3], (XEN_SPECIAL_START, 0x10000, E820Type::Reserved));
+        assert_eq!(map.len(), 4);
     }
 
     #[test]
@@ -114,7 +135,7 @@ mod tests {
         );
         let map = e820_map(mem);
         assert_eq!(map[2].0 + map[2].1, MMIO_GAP_START);
-        assert_eq!(map[3], (MMIO_GAP_END, mem - MMIO_GAP_START, E820Type::Ram));
+        assert_eq!(map[4], (MMIO_GAP_END, mem - MMIO_GAP_START, E820Type::Ram));
         let total: u64 = map
             .iter()
             .filter(|e| e.2 == E820Type::Ram)

@@ -63,8 +63,6 @@ fn socket_name(name: &str, kind: Kind) -> String {
 /// `page` is the guest's console page, `kick` becomes readable when the guest notifies the
 /// console's event channel, and `notify` raises that channel in the guest. The backend stops
 /// and removes its socket when the returned value is dropped.
-// Called by create.rs once the VMM exposes the guest's console page (issue 5).
-#[allow(dead_code)]
 pub fn start_pv(
     name: &str,
     page: Arc<dyn ConsolePage>,
@@ -237,8 +235,6 @@ impl Console {
     /// Also serves the serial console of domain `name` on
     /// [`socket_path`]`(name, Kind::Serial)` for `oxl console`, until the console is dropped.
     /// Call before [`Console::writer`]. A domain without a serial port gets no socket.
-    // Called by create.rs right after `console::open` (issue 5).
-    #[allow(dead_code)]
     pub fn serve(&mut self, name: &str) -> Result<()> {
         self.serve_in(&socket_dir(), name)
     }

@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use vmm::{Vm, VmConfig, VmEvent};
 use xlcfg::{Action, DomainConfig};
 
-use crate::{console, exit, registry};
+use crate::{console, exit, registry, xendomain};
 
 /// `oxl create` arguments, as xl names them.
 #[derive(clap::Args, Debug)]
@@ -109,7 +109,13 @@ pub fn run(args: Args) -> Result<u8> {
     let current: Arc<Mutex<Option<Sender<VmEvent>>>> = Arc::default();
     signal_thread(ctl_tx, current.clone())?;
 
+    let uuid = cfg.uuid.clone().unwrap_or_else(xendomain::random_uuid);
+    if cfg.xen_interface {
+        // Fail before anything starts if Xenstore is not there, as xl does.
+        xendomain::connect()?;
+    }
     let mut console = console::open(&cfg.serial, args.console)?;
+    console.serve(&cfg.name)?;
     let _raw = args.console.then(console::RawMode::enter);
     if let Some(note) = &console.note {
         say(note.clone());
@@ -124,8 +130,24 @@ pub fn run(args: Args) -> Result<u8> {
             initrd: cfg.ramdisk.clone(),
             cmdline: cfg.cmdline.clone(),
             serial: console.writer()?,
+            xen: cfg.xen_interface.then_some(vmm::xen::XenOptions {
+                domid: reg.record.domid as u16,
+            }),
         })
         .with_context(|| format!("creating domain '{}'", cfg.name))?;
+        let xen_parts = match vm.xen() {
+            Some(x) => Some(xendomain::attach(
+                &xendomain::DomainFacts {
+                    name: &cfg.name,
+                    domid: reg.record.domid,
+                    uuid: &uuid,
+                    vcpus: (cfg.vcpus, cfg.maxvcpus),
+                    memory_kib: (cfg.memory_mib << 10, cfg.maxmem_mib << 10),
+                },
+                &x,
+            )?),
+            None => None,
+        };
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(vm.event_sender());
         console.connect(vm.serial_input());
 
@@ -151,6 +173,8 @@ pub fn run(args: Args) -> Result<u8> {
         ));
 
         let event = vm.wait();
+        // The domain's Xenstore entries and backends go with the VM (a restart makes new ones).
+        drop(xen_parts);
         let (what, action, code) = match &event {
             VmEvent::Poweroff => ("powered off".to_string(), cfg.on_poweroff, exit::POWEROFF),
             VmEvent::Reset => ("rebooted".to_string(), cfg.on_reboot, exit::REBOOT),

@@ -6,6 +6,7 @@ mod create;
 mod registry;
 mod serial_socket;
 mod shutdown;
+mod xendomain;
 
 use std::process::ExitCode;
 

@@ -5,10 +5,12 @@
 //! preserve) is the toolstack's decision, not the VMM's.
 #![deny(missing_docs)]
 
+pub mod control;
 pub mod loader;
 pub mod memory;
 pub mod payload;
 mod vcpu;
+pub mod xen;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,6 +103,8 @@ pub struct VmConfig {
     pub cmdline: String,
     /// Where COM1 output goes; `None` for no serial port.
     pub serial: Option<Box<dyn Write + Send>>,
+    /// The Xen HVM interface (`None`: the guest sees plain KVM).
+    pub xen: Option<xen::XenOptions>,
 }
 
 impl std::fmt::Debug for VmConfig {
@@ -113,6 +117,7 @@ impl std::fmt::Debug for VmConfig {
             .field("initrd", &self.initrd)
             .field("cmdline", &self.cmdline)
             .field("serial", &self.serial.is_some())
+            .field("xen", &self.xen)
             .finish()
     }
 }
@@ -147,8 +152,10 @@ pub struct Vm {
     events_rx: Receiver<VmEvent>,
     bus: Arc<IoBus>,
     serial: Option<Arc<Mutex<SerialPort>>>,
+    controls: Vec<Arc<control::Control>>,
+    xen: Option<Arc<xen::XenDomain>>,
     vm: VmFd,
-    ram: GuestRam,
+    ram: Arc<GuestRam>,
     _kvm: Kvm,
 }
 
@@ -207,6 +214,9 @@ impl Vm {
             )));
         }
 
+        if cfg.xen.is_some() {
+            xen::check_support(&kvm)?;
+        }
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm.set_tss_address(arch::layout::KVM_TSS_ADDR as usize)
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
@@ -220,7 +230,21 @@ impl Vm {
         };
         vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
-        let ram = GuestRam::new(cfg.memory_mib << 20)?;
+        let device_memory: &[(u64, u64)] = if cfg.xen.is_some() {
+            &[
+                (arch::layout::XEN_GRANT_START, arch::layout::XEN_GRANT_LEN),
+                (
+                    arch::layout::XEN_SPECIAL_START,
+                    arch::layout::XEN_SPECIAL_PAGES << 12,
+                ),
+            ]
+        } else {
+            &[]
+        };
+        let ram = Arc::new(GuestRam::with_device_memory(
+            cfg.memory_mib << 20,
+            device_memory,
+        )?);
         ram.register(&vm)?;
 
         let (events_tx, events_rx) = mpsc::channel();
@@ -268,7 +292,7 @@ impl Vm {
         )?;
         add(ports::PVPANIC, 1, Arc::new(Mutex::new(PvPanic::new(sink))))?;
 
-        let rsdp = arch::acpi::write_tables(&ram.mem, cfg.vcpus, cfg.max_vcpus)?;
+        let rsdp = arch::acpi::write_tables(&ram.mem, cfg.vcpus, cfg.max_vcpus, cfg.xen.is_some())?;
         arch::regs::write_boot_tables(&ram.mem)?;
         let loaded = loader::load(&ram, &cfg.kernel, cfg.initrd.as_deref(), &cfg.cmdline, rsdp)?;
 
@@ -276,6 +300,18 @@ impl Vm {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+        let controls: Vec<Arc<control::Control>> = (0..cfg.vcpus).map(|_| Arc::default()).collect();
+        let xen = match &cfg.xen {
+            Some(opts) => Some(xen::XenDomain::setup(
+                &vm,
+                ram.clone(),
+                controls.clone(),
+                events_tx.clone(),
+                opts,
+                cfg.vcpus,
+            )?),
+            None => None,
+        };
         let mut vcpu_fds = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
             let vcpu = vm
@@ -283,6 +319,9 @@ impl Vm {
                 .map_err(kvm_err("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
             arch::cpuid::patch(&mut cpuid, id, cfg.max_vcpus, tsc_deadline);
+            if let Some(opts) = &cfg.xen {
+                cpuid = xen::patch_cpuid(&cpuid, id, opts.domid)?;
+            }
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             arch::regs::setup_msrs(&vcpu)?;
             arch::regs::setup_lapic(&vcpu)?;
@@ -300,6 +339,8 @@ impl Vm {
             events_rx,
             bus: Arc::new(bus),
             serial,
+            controls,
+            xen,
             vm,
             ram,
             _kvm: kvm,
@@ -318,10 +359,15 @@ impl Vm {
                 self.stop.clone(),
                 Mutex::new(self.events_tx.clone()),
             );
+            let exits = vcpu::Exits {
+                bus,
+                control: self.controls[id].clone(),
+                xen: self.xen.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
-                    vcpu::run(id as u32, fd, bus, stop, |e| {
+                    vcpu::run(id as u32, fd, exits, stop, |e| {
                         let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(e);
                     })
                 })
@@ -350,6 +396,11 @@ impl Vm {
         &self.ram
     }
 
+    /// The domain's Xen interface, when it has one.
+    pub fn xen(&self) -> Option<Arc<xen::XenDomain>> {
+        self.xen.clone()
+    }
+
     /// The KVM VM file descriptor.
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm
@@ -365,6 +416,9 @@ impl Vm {
 
     fn stop_vcpus(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(x) = &self.xen {
+            x.close();
+        }
         for (handle, pthread) in self.threads.drain(..) {
             // Kick until the thread leaves KVM_RUN: a kick that lands just before it enters
             // KVM_RUN is lost, so repeat.

@@ -8,6 +8,8 @@ use devices::bus::IoBus;
 use devices::warn_ratelimited;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use crate::control::Control;
+use crate::xen::XenDomain;
 use crate::VmEvent;
 
 /// Signal used to kick a vCPU thread out of KVM_RUN.
@@ -23,15 +25,41 @@ pub(crate) fn install_kick_handler() -> std::io::Result<()> {
         .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
 }
 
+/// What a vCPU thread hands its exits to.
+pub(crate) struct Exits {
+    /// Port I/O.
+    pub bus: Arc<IoBus>,
+    /// Work other threads queue for this vCPU.
+    pub control: Arc<Control>,
+    /// Hypercalls, for a Xen guest.
+    pub xen: Option<Arc<XenDomain>>,
+}
+
 /// Runs `vcpu` until `stop` is set or the guest ends the domain.
 pub(crate) fn run(
     id: u32,
     mut vcpu: VcpuFd,
-    bus: Arc<IoBus>,
+    exits: Exits,
     stop: Arc<AtomicBool>,
     events: impl Fn(VmEvent),
 ) {
+    exits.control.register(&mut vcpu);
+    run_loop(id, &mut vcpu, &exits, &stop, events);
+    // Before the VcpuFd (and its kvm_run mapping) goes away.
+    exits.control.unregister();
+}
+
+fn run_loop(
+    id: u32,
+    vcpu: &mut VcpuFd,
+    exits: &Exits,
+    stop: &AtomicBool,
+    events: impl Fn(VmEvent),
+) {
+    let bus = &exits.bus;
     while !stop.load(Ordering::Acquire) {
+        exits.control.drain(vcpu);
+        let mut xen_exit = false;
         match vcpu.run() {
             Ok(VcpuExit::IoIn(port, data)) => bus.read(port, data),
             Ok(VcpuExit::IoOut(port, data)) => bus.write(port, data),
@@ -80,6 +108,9 @@ pub(crate) fn run(
                 events(VmEvent::Crash(format!("vCPU {id}: KVM internal error")));
                 return;
             }
+            Ok(VcpuExit::Unsupported(kvm_bindings::KVM_EXIT_XEN)) if exits.xen.is_some() => {
+                xen_exit = true;
+            }
             Ok(other) => {
                 warn_ratelimited!(5, vcpu = id, exit = ?other, "unhandled vCPU exit");
             }
@@ -87,6 +118,11 @@ pub(crate) fn run(
             Err(e) => {
                 events(VmEvent::Crash(format!("vCPU {id}: KVM_RUN failed: {e}")));
                 return;
+            }
+        }
+        if xen_exit {
+            if let Some(x) = &exits.xen {
+                x.handle_exit(vcpu, id);
             }
         }
     }

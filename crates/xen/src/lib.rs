@@ -14,6 +14,7 @@
 pub mod abi;
 pub mod evtchn;
 pub mod gnttab;
+pub mod hypercall;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -97,6 +97,9 @@ pub struct DomainConfig {
     pub on_crash: Action,
     /// Serial port target.
     pub serial: SerialTarget,
+    /// Whether the guest sees the Xen HVM interface (hypercalls, event channels, Xenstore, PV
+    /// console). Oxen's own key, `xen_interface`.
+    pub xen_interface: bool,
 }
 
 /// Every key this version accepts, used to suggest a spelling for an unknown one.
@@ -118,6 +121,7 @@ const KEYS: &[&str] = &[
     "on_reboot",
     "on_crash",
     "serial",
+    "xen_interface",
 ];
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -186,6 +190,7 @@ impl DomainConfig {
         let mut on_reboot = Action::Restart;
         let mut on_crash = Action::Destroy;
         let mut serial = SerialTarget::Pty;
+        let mut xen_interface = false;
         let mut last_line = (String::from("configuration"), 0);
 
         for s in settings {
@@ -237,6 +242,7 @@ impl DomainConfig {
                 "on_poweroff" => on_poweroff = action(&r)?,
                 "on_reboot" => on_reboot = action(&r)?,
                 "on_crash" => on_crash = action(&r)?,
+                "xen_interface" => xen_interface = r.number(0, 1)? == 1,
                 "serial" => {
                     // xl accepts one device or a list; Oxen has one serial port.
                     let v = match &s.value {
@@ -330,6 +336,7 @@ impl DomainConfig {
             on_reboot,
             on_crash,
             serial,
+            xen_interface,
         })
     }
 

@@ -1,0 +1,54 @@
+//! `event_channel_op`: copies the argument in and out around [`EventChannels::hypercall`],
+//! and hands timer VIRQ bindings to the platform so KVM runs the guest's timer in the kernel.
+
+use vm_memory::{ByteValued, GuestMemoryBackend};
+
+use super::{GuestVirt, Hypervisor};
+use crate::abi::errno::Errno;
+use crate::abi::evtchn::*;
+
+impl<M: GuestMemoryBackend> Hypervisor<M> {
+    pub(super) fn event_channel_op(
+        &self,
+        mem: &dyn GuestVirt,
+        cmd: u32,
+        arg: u64,
+    ) -> Result<i64, Errno> {
+        let size = crate::evtchn::arg_size(cmd).ok_or(Errno::ENOSYS)?;
+        let mut buf = vec![0u8; size];
+        mem.read(arg, &mut buf)?;
+        // Timer ports that a close or reset is about to drop, found before the table changes.
+        let dropped_timers: Vec<u32> = match cmd {
+            EVTCHNOP_CLOSE => {
+                let port = EvtchnPort::from_slice(&buf).map(|p| p.port);
+                self.timer_vcpus(|p| Some(p) == port)
+            }
+            EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => self.timer_vcpus(|_| true),
+            _ => Vec::new(),
+        };
+        self.evtchn.hypercall(cmd, &mut buf)?;
+        for vcpu in dropped_timers {
+            self.platform.set_timer_port(vcpu, 0)?;
+        }
+        if cmd == EVTCHNOP_BIND_VIRQ {
+            if let Some(op) = EvtchnBindVirq::from_slice(&buf) {
+                if op.virq == VIRQ_TIMER {
+                    self.platform.set_timer_port(op.vcpu, op.port)?;
+                }
+            }
+        }
+        mem.write(arg, &buf)?;
+        Ok(0)
+    }
+
+    /// vCPUs whose timer VIRQ is bound to a port `pick` selects.
+    fn timer_vcpus(&self, pick: impl Fn(Port) -> bool) -> Vec<u32> {
+        (0..self.info.max_vcpus)
+            .filter(|&v| {
+                self.evtchn
+                    .virq_port(VIRQ_TIMER, v)
+                    .is_some_and(|(port, _)| pick(port))
+            })
+            .collect()
+    }
+}

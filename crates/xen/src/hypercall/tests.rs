@@ -1,0 +1,1 @@
+//! Hypercall handler tests against synthetic guest memory and a recording platform.
