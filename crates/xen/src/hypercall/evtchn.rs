@@ -27,13 +27,22 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             _ => Vec::new(),
         };
         self.evtchn.hypercall(cmd, &mut buf)?;
+        // Every timer is stopped even if one refuses; the first error is reported.
+        let mut stopped = Ok(());
         for vcpu in dropped_timers {
-            self.platform.set_timer_port(vcpu, 0)?;
+            let r = self.platform.set_timer_port(vcpu, 0);
+            stopped = stopped.and(r);
         }
+        stopped?;
         if cmd == EVTCHNOP_BIND_VIRQ {
             if let Some(op) = EvtchnBindVirq::from_slice(&buf) {
                 if op.virq == VIRQ_TIMER {
-                    self.platform.set_timer_port(op.vcpu, op.port)?;
+                    if let Err(e) = self.platform.set_timer_port(op.vcpu, op.port) {
+                        // Undo the binding: a timer port KVM does not raise would leave the
+                        // guest waiting for ticks that never come.
+                        let _ = self.evtchn.close(op.port);
+                        return Err(e);
+                    }
                 }
             }
         }

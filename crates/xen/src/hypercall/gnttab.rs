@@ -32,7 +32,11 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             if let Some(op) = GnttabSetupTable::from_slice(&buf[..size]) {
                 if op.status == 0 {
                     for (i, f) in frames.iter().enumerate() {
-                        mem.write(op.frame_list + 8 * i as u64, &f.to_le_bytes())?;
+                        let at = op
+                            .frame_list
+                            .checked_add(8 * i as u64)
+                            .ok_or(Errno::EFAULT)?;
+                        mem.write(at, &f.to_le_bytes())?;
                     }
                 }
             }

@@ -50,6 +50,8 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                     self.platform.set_callback_vector(v)?;
                 }
                 Some(CallbackVia::None) => self.platform.set_callback_vector(0)?,
+                // Vectors below 0x10 are exceptions: a bad value, not an unsupported type.
+                Some(CallbackVia::Vector(_)) => return Err(Errno::EINVAL),
                 // GSI and PCI INTx callbacks need a level-triggered line the VMM would have to
                 // de-assert when the guest acknowledges; Linux uses the vector when offered.
                 Some(_) => return Err(Errno::ENOSYS),

@@ -14,6 +14,8 @@ const MEMOP_CMD_MASK: u64 = 0x3f;
 const MEMOP_EXTENT_SHIFT: u32 = 6;
 /// Largest extent order the balloon may use (Linux uses 0; Xen limits HVM guests to 9).
 const MAX_EXTENT_ORDER: u32 = 9;
+/// Most extents one reservation call may name (Xen: `UINT_MAX >> MEMOP_EXTENT_SHIFT`).
+const MAX_NR_EXTENTS: u64 = (u32::MAX >> MEMOP_EXTENT_SHIFT) as u64;
 
 /// One e820 entry as `XENMEM_memory_map` writes it (`struct e820entry`, packed, 20 bytes).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -52,7 +54,8 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                     return Err(Errno::EINVAL);
                 }
                 for (i, e) in self.info.e820.iter().enumerate() {
-                    mem.write(op.buffer + 20 * i as u64, &e.bytes())?;
+                    let at = op.buffer.checked_add(20 * i as u64).ok_or(Errno::EFAULT)?;
+                    mem.write(at, &e.bytes())?;
                 }
                 op.nr_entries = n as u32;
                 write_obj(mem, arg, &op).map(|()| 0)
@@ -123,6 +126,11 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
         if op.extent_order > MAX_EXTENT_ORDER {
             return Err(Errno::EINVAL);
         }
+        // Xen's limit: a count whose continuation could not be encoded in the command. It
+        // also bounds the result, which a guest could otherwise make anything up to 2^58.
+        if op.nr_extents > MAX_NR_EXTENTS {
+            return Err(Errno::EINVAL);
+        }
         // Xen never hands back more extents than requested, and a guest could pass 2^64.
         if start > op.nr_extents {
             return Err(Errno::EINVAL);
@@ -130,9 +138,22 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
         let per_extent = 1u64 << op.extent_order;
         let mut done = start;
         while done < op.nr_extents {
-            let slot = op.extent_start + done * 8;
-            let gfn: u64 = read_obj(mem, slot)?;
-            let frames = gfn..gfn.checked_add(per_extent).ok_or(Errno::EINVAL)?;
+            // A list entry that faults (or wraps past the top of the address space) ends the
+            // call like a refused extent: the extents already done must be reported, or the
+            // guest would lose track of pages it no longer has.
+            let Some(slot) = done
+                .checked_mul(8)
+                .and_then(|o| op.extent_start.checked_add(o))
+            else {
+                break;
+            };
+            let Ok(gfn) = read_obj::<u64>(mem, slot) else {
+                break;
+            };
+            let Some(end) = gfn.checked_add(per_extent) else {
+                break;
+            };
+            let frames = gfn..end;
             if !gfn.is_multiple_of(per_extent)
                 || !self
                     .info

@@ -8,7 +8,9 @@
 //! synthetic guest memory and a recording platform.
 
 mod evtchn;
+pub mod fuzz;
 mod gnttab;
+pub mod harness;
 mod hvm;
 mod memory;
 mod misc;

@@ -43,6 +43,12 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                 }
                 let gpa = mem.translate(op.addr)?;
                 let size = std::mem::size_of::<VcpuRunstateInfo>() as u64;
+                // KVM updates the area by guest-physical address: its last byte must be mapped
+                // too, right after the first (not on some other page the guest maps next).
+                let last = op.addr.checked_add(size - 1).ok_or(Errno::EFAULT)?;
+                if Some(mem.translate(last)?) != gpa.checked_add(size - 1) {
+                    return Err(Errno::EINVAL);
+                }
                 if !self.is_ram_range(gpa, size) {
                     return Err(Errno::EFAULT);
                 }

@@ -1,1 +1,0 @@
-//! Hypercall handler tests against synthetic guest memory and a recording platform.
