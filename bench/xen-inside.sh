@@ -23,13 +23,19 @@ memory = 256
 vcpus = 1
 extra = '$append'
 xen_interface = 1
+# Like QEMU's -no-reboot: a guest that crashes or reboots ends the run, it is not timed twice.
+on_reboot = 'destroy'
+on_crash = 'destroy'
 CFG
 oxenstored_pid=''
 start_oxenstored() {
   [ -n "$oxenstored_pid" ] && return 0
   mkdir -p /var/run/xenstored
   export XENSTORED_PATH=/var/run/xenstored/socket
-  "$oxenstored" --no-persist --socket "$XENSTORED_PATH" >"$TMPDIR/oxenstored.log" 2>&1 &
+  mkdir -p "$OXEN_RUN_DIR"
+  # The run directory is where oxenstored finds the link to each domain's store ring.
+  "$oxenstored" --no-persist --socket "$XENSTORED_PATH" --run-dir "$OXEN_RUN_DIR" \
+    >"$TMPDIR/oxenstored.log" 2>&1 &
   oxenstored_pid=$!
   for _ in $(seq 1 100); do [ -S "$XENSTORED_PATH" ] && return 0; sleep 0.1; done
   echo "xen-inside: oxenstored did not create $XENSTORED_PATH; its log:" >&2
@@ -82,7 +88,9 @@ for i in $(seq 1 "$runs"); do
       continue
     fi
     ms=$(boot "$side" "$log")
-    if [ -z "$ms" ] || ! grep -q '^XENBENCH done' "$log" || grep -q 'XENBENCH-ERROR' "$log"; then
+    # A guest that panicked and came up again (a VMM that restarts it) is a failed run too.
+    if [ -z "$ms" ] || ! grep -q '^XENBENCH done' "$log" || grep -q 'XENBENCH-ERROR' "$log" ||
+      grep -q 'Kernel panic' "$log" || [ "$(grep -c OXEN-GUEST-UP "$log")" -ne 1 ]; then
       echo "BENCH run $i $side: FAILED (marker: ${ms:-never}); last lines of $log:"
       tail -n 15 "$log" | sed 's/^/#   /'
       failed=1
