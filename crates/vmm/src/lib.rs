@@ -321,6 +321,7 @@ impl Vm {
             arch::cpuid::patch(&mut cpuid, id, cfg.max_vcpus, tsc_deadline);
             if let Some(opts) = &cfg.xen {
                 cpuid = xen::patch_cpuid(&cpuid, id, opts.domid)?;
+                xen::XenDomain::setup_vcpu(&vcpu, id)?;
             }
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             arch::regs::setup_msrs(&vcpu)?;

@@ -16,6 +16,7 @@ use kvm_bindings::{
     kvm_cpuid_entry2, kvm_xen_hvm_config, CpuId, KVM_EXIT_XEN_HCALL, KVM_XEN_ATTR_TYPE_LONG_MODE,
     KVM_XEN_ATTR_TYPE_XEN_VERSION, KVM_XEN_HVM_CONFIG_EVTCHN_SEND,
     KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL, KVM_XEN_HVM_CONFIG_SHARED_INFO,
+    KVM_XEN_VCPU_ATTR_TYPE_VCPU_ID,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
@@ -217,6 +218,13 @@ impl XenDomain {
             backends: Mutex::new(Vec::new()),
             closing: Arc::default(),
         }))
+    }
+
+    /// Per-vCPU setup before the vCPU first runs: its Xen vCPU id, which KVM checks the
+    /// in-kernel timer hypercalls against (it does not default to the vCPU's index).
+    pub(crate) fn setup_vcpu(vcpu: &VcpuFd, id: u32) -> Result<()> {
+        let a = kvm::vcpu_attr(KVM_XEN_VCPU_ATTR_TYPE_VCPU_ID, |a| a.u.vcpu_id = id);
+        kvm::set_vcpu_attr(vcpu, &a).map_err(os("KVM_XEN_VCPU_SET_ATTR(vcpu id)"))
     }
 
     /// Handles a `KVM_EXIT_XEN` on vCPU `id`.

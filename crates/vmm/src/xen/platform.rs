@@ -59,6 +59,7 @@ impl KvmPlatform {
     ) -> Result<(), Errno> {
         let c = self.controls.get(vcpu as usize).ok_or(Errno::ENOENT)?;
         c.queue(Box::new(move |fd| {
+            tracing::debug!(vcpu, what, "setting a Xen vCPU attribute");
             if let Err(e) = kvm::set_vcpu_attr(fd, &attr) {
                 devices::warn_ratelimited!(5, vcpu, what, error = %e, "KVM_XEN_VCPU_SET_ATTR failed");
             }
