@@ -34,6 +34,20 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             stopped = stopped.and(r);
         }
         stopped?;
+        match cmd {
+            EVTCHNOP_BIND_IPI => {
+                if let Some(op) = EvtchnBindIpi::from_slice(&buf) {
+                    self.platform.ipi_bound(op.port, op.vcpu);
+                }
+            }
+            EVTCHNOP_CLOSE => {
+                if let Some(op) = EvtchnPort::from_slice(&buf) {
+                    self.platform.port_closed(op.port);
+                }
+            }
+            EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => self.platform.ports_reset(),
+            _ => {}
+        }
         if cmd == EVTCHNOP_BIND_VIRQ {
             if let Some(op) = EvtchnBindVirq::from_slice(&buf) {
                 if op.virq == VIRQ_TIMER {

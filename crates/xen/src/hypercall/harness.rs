@@ -357,6 +357,19 @@ impl Harness {
         v
     }
 
+    /// Runs `f` on the whole guest memory as plain bytes (fast snapshots for the fuzzer).
+    pub fn with_memory<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let len = (MEM_FRAMES << 12) as usize;
+        let slice = vm_memory::GuestMemoryBackend::get_slice(&self.mem, GuestAddress(0), len)
+            .expect("one region covers the synthetic memory");
+        // SAFETY: the region is `len` bytes of mapped anonymous memory that lives as long as
+        // `self.mem`, which outlives this call; nothing writes it while `f` runs, because the
+        // harness is driven from this thread only and `f` gets no way to reach the memory
+        // mutably.
+        let bytes = unsafe { std::slice::from_raw_parts(slice.ptr_guard().as_ptr(), len) };
+        f(bytes)
+    }
+
     /// Reads a `T` at guest-physical `gpa`.
     pub fn get<T: vm_memory::ByteValued>(&self, gpa: u64) -> T {
         self.mem

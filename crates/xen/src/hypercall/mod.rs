@@ -68,6 +68,13 @@ pub trait Platform: Send + Sync {
     fn shutdown(&self, reason: ShutdownReason);
     /// Text from `CONSOLEIO_write` (Xen's own console, which `xl dmesg` shows).
     fn console_write(&self, text: &[u8]);
+    /// Guest port `port` became an IPI to `vcpu`: the VMM may let KVM deliver sends on it
+    /// without leaving the kernel.
+    fn ipi_bound(&self, _port: u32, _vcpu: u32) {}
+    /// Guest port `port` was closed: undo any in-kernel delivery for it.
+    fn port_closed(&self, _port: u32) {}
+    /// Every guest port was closed (`EVTCHNOP_reset`).
+    fn ports_reset(&self) {}
 }
 
 /// Fixed facts about the domain, set by the toolstack.
