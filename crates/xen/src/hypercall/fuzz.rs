@@ -285,7 +285,21 @@ fn check_platform_call(h: &Harness, call: &Call, released: &mut BTreeSet<u64>, t
         Call::SetCallbackVector(v) => assert!(v == 0 || v >= 0x10),
         Call::SetVcpuUpcallVector(v, vec) => assert!(v < VCPUS && vec >= 0x10),
         Call::ConsoleWrite(ref t) => assert!(t.len() <= 4096),
-        Call::Shutdown(_) => {}
+        Call::IpiBound(p, v) => {
+            assert!(v < VCPUS);
+            let mut st = crate::abi::evtchn::EvtchnStatus {
+                dom: DOMID_SELF,
+                port: p,
+                ..Default::default()
+            };
+            // Still an IPI to `v` unless a later call in the same batch changed it.
+            if h.hv.evtchn().status(&mut st).is_ok()
+                && st.status == crate::abi::evtchn::EVTCHNSTAT_IPI
+            {
+                assert_eq!(st.vcpu, v);
+            }
+        }
+        Call::Shutdown(_) | Call::PortClosed(_) | Call::PortsReset => {}
     }
 }
 

@@ -135,6 +135,12 @@ pub enum Call {
     Shutdown(ShutdownReason),
     /// `console_write(text)`.
     ConsoleWrite(Vec<u8>),
+    /// `ipi_bound(port, vcpu)`.
+    IpiBound(u32, u32),
+    /// `port_closed(port)`.
+    PortClosed(u32),
+    /// `ports_reset()`.
+    PortsReset,
 }
 
 /// Decides which calls fail, and how.
@@ -222,6 +228,15 @@ impl Platform for RecordingPlatform {
     }
     fn console_write(&self, text: &[u8]) {
         locked(&self.calls).push((Call::ConsoleWrite(text.to_vec()), Ok(())));
+    }
+    fn ipi_bound(&self, port: u32, vcpu: u32) {
+        locked(&self.calls).push((Call::IpiBound(port, vcpu), Ok(())));
+    }
+    fn port_closed(&self, port: u32) {
+        locked(&self.calls).push((Call::PortClosed(port), Ok(())));
+    }
+    fn ports_reset(&self) {
+        locked(&self.calls).push((Call::PortsReset, Ok(())));
     }
 }
 
