@@ -33,7 +33,6 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             let r = self.platform.set_timer_port(vcpu, 0);
             stopped = stopped.and(r);
         }
-        stopped?;
         match cmd {
             EVTCHNOP_BIND_IPI => {
                 if let Some(op) = EvtchnBindIpi::from_slice(&buf) {
@@ -48,6 +47,8 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => self.platform.ports_reset(),
             _ => {}
         }
+        // Reported only now: the closed ports' in-kernel routes must go whatever the timers did.
+        stopped?;
         if cmd == EVTCHNOP_BIND_VIRQ {
             if let Some(op) = EvtchnBindVirq::from_slice(&buf) {
                 if op.virq == VIRQ_TIMER {

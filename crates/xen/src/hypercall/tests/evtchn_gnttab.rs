@@ -154,6 +154,20 @@ fn timer_virq_goes_to_the_platform() {
     );
     assert_eq!(h.hv.evtchn().virq_port(VIRQ_TIMER, 1), None);
     let _ = p1;
+    // A timer that cannot be stopped is reported, but the close still reaches the platform.
+    let (r, p0) = bind_virq(&h, VIRQ_TIMER, 0);
+    assert_eq!(r, 0);
+    h.platform.take();
+    h.platform
+        .fail_when(|c| matches!(c, Call::SetTimerPort(..)).then_some(Errno::EIO));
+    let (r, _) = evtchn(&h, 0, EVTCHNOP_CLOSE, EvtchnPort { port: p0 });
+    assert_eq!(r, err(Errno::EIO));
+    assert_eq!(
+        h.platform.take_calls(),
+        vec![Call::SetTimerPort(0, 0), Call::PortClosed(p0)]
+    );
+    assert_eq!(h.hv.evtchn().virq_port(VIRQ_TIMER, 0), None);
+    h.platform.succeed();
     // A platform that cannot take the timer: the bind is undone, so KVM and the table agree.
     h.platform
         .fail_when(|c| matches!(c, Call::SetTimerPort(_, p) if *p != 0).then_some(Errno::EBUSY));
