@@ -75,7 +75,7 @@ field() { sed -n "s/.*XENBENCH .*\\b$2=\\([0-9.]*\\).*/\\1/p" "$1" | head -n 1; 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b != "" && b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 
-keys=(boot_ms hypercall_ns hypercall_vmm_ns syscall_ns ioctl_ns evtchn_rtt_us_median p99)
+keys=(boot_ms guest_uptime_ms hypercall_ns hypercall_vmm_ns syscall_ns ioctl_ns evtchn_rtt_us_median p99)
 declare -A results # results[side,key] = space-separated per-run values
 declare -A this    # this[side,key] = this run's value
 failed=0
@@ -117,6 +117,7 @@ for i in $(seq 1 "$runs"); do
 done
 
 echo "# medians of $runs run(s); 1 vCPU, 256 MiB, same kernel and initramfs; QEMU: ${qemu_cmd[*]:0:12}"
+echo "# guest_uptime_ms: the guest kernel's uptime at the marker (boot_ms minus it: before its clock started)"
 echo "# *_ns: median of 20 batches' ns per call"
 echo "# hypercall_ns: xen_version(XENVER_version) via privcmd (KVM answers it in-kernel when the VMM set the"
 echo "#   version); hypercall_vmm_ns: xen_version(XENVER_get_features), always handled by the VMM;"

@@ -6,6 +6,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "OXEN-GUEST-UP"
+# The guest's own clock at the marker: boot time minus this is what passed before the kernel's
+# clock started (VMM start-up, loading, firmware-less entry).
+echo "XENBENCH guest_uptime_ms=$(awk '{printf "%d", $1 * 1000}' /proc/uptime)"
 if dmesg | grep -q 'Hypervisor detected: Xen HVM'; then
   echo "XENBENCH hvm=yes"
 else
