@@ -1,8 +1,10 @@
 #!/bin/sh
 # /init of the L2 test guest. Reports what the guest sees, then does what `oxen.action=` on the
 # kernel command line asks: poweroff (default), reboot, panic, wait (stay up until killed), or
-# diag (print the guest's timer and interrupt setup, check that sleeping works, power off), or
-# dmesg (print the kernel log, e.g. with initcall_debug to see where boot time goes).
+# diag (print the guest's timer and interrupt setup, check that sleeping works, power off),
+# dmesg (print the kernel log, e.g. with initcall_debug to see where boot time goes), xen (report
+# the Xen interface, run a shell on hvc0, wait for Xenstore's shutdown request) or xenpanic (the
+# same, then panic without pvpanic).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -41,6 +43,31 @@ case $action in
     echo c > /proc/sysrq-trigger
     ;;
   wait) while :; do sleep 1; done ;;
+  xen | xenpanic)
+    # The Xen interface as the guest sees it. /sys/hypervisor/uuid is read through xenbus from
+    # Xenstore, so it shows xenbus working end to end.
+    dmesg | grep -E "Xen version|callback vector|installing Xen timer|xenbus|hvc0" | sed 's/^/OXEN-XEN: /'
+    echo "OXEN-CS=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+    for ce in /sys/devices/system/clockevents/clockevent*/current_device; do
+      echo "OXEN-CE-$(basename "$(dirname "$ce")")=$(cat "$ce")"
+    done
+    echo "OXEN-HV-TYPE=$(cat /sys/hypervisor/type)"
+    echo "OXEN-HV-VERSION=$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
+    echo "OXEN-HV-UUID=$(cat /sys/hypervisor/uuid)"
+    if [ "$action" = xenpanic ]; then
+      # No pvpanic driver: the kernel's Xen panic notifier reports the crash (SCHEDOP_shutdown).
+      echo 1 > /proc/sys/kernel/sysrq
+      echo c > /proc/sysrq-trigger
+    fi
+    # Xenstore's control/shutdown makes the kernel run /sbin/poweroff or /sbin/reboot, which
+    # signal init: USR2 for poweroff, TERM for reboot.
+    trap 'echo OXEN-GOT-POWEROFF; poweroff -f' USR2
+    trap 'echo OXEN-GOT-REBOOT; reboot -f' TERM
+    # A login shell on the PV console.
+    setsid sh -c 'exec sh -l </dev/hvc0 >/dev/hvc0 2>&1' &
+    echo "OXEN-XEN-READY"
+    while :; do sleep 1; done
+    ;;
   *) poweroff -f ;;
 esac
 sleep 30

@@ -14,7 +14,18 @@ shift "$ncfg"
 write_cfg "$TMPDIR/guest.cfg" "$kernel" "$initrd" "xen_interface = 1" \
   "serial = 'file:$TMPDIR/serial.log'" "${cfg_lines[@]}"
 bindir=$(dirname "$oxl")
-export XENSTORED_PATH=$TMPDIR/xenstored.sock OXL=$oxl NAME=e2e
+export XENSTORED_PATH=$TMPDIR/xenstored.sock OXL=$oxl NAME=e2e SERIAL=$TMPDIR/serial.log
+# wait_for TEXT [SECS]: for actions, waits until the guest's serial output shows TEXT.
+wait_for() {
+  local i
+  for ((i = 0; i < ${2:-120} * 10; i++)); do
+    grep -q "$1" "$SERIAL" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "TIMEOUT waiting for $1"
+  return 1
+}
+export -f wait_for
 "$bindir/oxenstored" --socket "$XENSTORED_PATH" --run-dir "$OXEN_RUN_DIR" --no-persist \
   >"$TMPDIR/xenstored.log" 2>&1 &
 xs_pid=$!

@@ -132,6 +132,7 @@ pub fn run(args: Args) -> Result<u8> {
             serial: console.writer()?,
             xen: cfg.xen_interface.then_some(vmm::xen::XenOptions {
                 domid: reg.record.domid as u16,
+                handle: xendomain::uuid_bytes(&uuid),
             }),
         })
         .with_context(|| format!("creating domain '{}'", cfg.name))?;

@@ -69,6 +69,19 @@ pub fn random_uuid() -> String {
         .unwrap_or_else(|_| "00000000-0000-0000-0000-000000000000".into())
 }
 
+/// The 16 bytes of a UUID in its text form (zeros for anything else; xlcfg checked the form).
+pub fn uuid_bytes(uuid: &str) -> [u8; 16] {
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    out
+}
+
 /// Sets the domain up in Xenstore and starts its backends.
 pub fn attach(facts: &DomainFacts, xen: &Arc<XenDomain>) -> Result<XenParts> {
     let domid = facts.domid;
@@ -82,15 +95,9 @@ pub fn attach(facts: &DomainFacts, xen: &Arc<XenDomain>) -> Result<XenParts> {
         xen_console::GuestMemoryPage::new(xen.memory().clone(), GuestAddress(console_gfn << 12))
             .context("the console page")?;
     let kick = EventFd::new(libc::EFD_NONBLOCK).context("eventfd")?;
-    let kick_in = kick.try_clone().context("eventfd")?;
     let notify = xen
-        .bind_backend(
-            console_port,
-            Arc::new(move |_| {
-                let _ = kick_in.write(1);
-            }),
-        )
-        .map_err(|e| anyhow::anyhow!("binding the console port: {e:?}"))?;
+        .bind_kick(console_port, &kick)
+        .context("binding the console port")?;
     let pv = console::start_pv(facts.name, Arc::new(page), kick, Box::new(move || notify()))?;
 
     let mut client = connect()?;
@@ -195,6 +202,20 @@ fn write_nodes(c: &mut Client, f: &DomainFacts, xen: &XenDomain) -> Result<()> {
     put(c, &format!("{dom}/console/limit"), "1048576", &ro)?;
     c.transaction_end(tx, true)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_bytes;
+
+    #[test]
+    fn uuid_text_to_bytes() {
+        let b = uuid_bytes("6f1c2a3e-0b5d-4e8f-9a7c-2d4e6f8a0b1c");
+        assert_eq!(b[0], 0x6f);
+        assert_eq!(b[4], 0x0b);
+        assert_eq!(b[15], 0x1c);
+        assert_eq!(uuid_bytes("junk"), [0; 16]);
+    }
 }
 
 impl Drop for XenParts {

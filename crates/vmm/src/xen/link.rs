@@ -62,16 +62,10 @@ impl GuestLink for DomainLink {
         }
         let kick = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
         let call = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
-        let kick_in = kick.try_clone().map_err(|e| format!("dup: {e}"))?;
         let notify = self
             .domain
-            .bind_backend(
-                port,
-                Arc::new(move |_| {
-                    let _ = kick_in.write(1);
-                }),
-            )
-            .map_err(|e| format!("binding the guest port: {e:?}"))?;
+            .bind_kick(port, &kick)
+            .map_err(|e| format!("binding the guest port: {e}"))?;
         let call_in = call.try_clone().map_err(|e| format!("dup: {e}"))?;
         forward_calls(call_in, notify, self.domain.closing.clone());
         let pair = (kick, call);

@@ -55,6 +55,8 @@ const REQUIRED_CAPS: u32 = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL
 pub struct XenOptions {
     /// The domain id the guest is told and Xenstore knows it by.
     pub domid: u16,
+    /// The domain handle (its UUID's 16 bytes).
+    pub handle: [u8; 16],
 }
 
 /// A domain's Xen interface.
@@ -67,6 +69,7 @@ pub struct XenDomain {
     backends: Mutex<Vec<Arc<BackendHandle>>>,
     /// Set when the domain ends: helper threads stop.
     closing: Arc<AtomicBool>,
+    platform: Arc<KvmPlatform>,
 }
 
 impl std::fmt::Debug for XenDomain {
@@ -192,7 +195,8 @@ impl XenDomain {
             max_pages: mem_bytes >> 12,
             ram: ram_frames,
         };
-        let hv = Hypervisor::new(info, evtchn, gnttab, platform);
+        let hv = Hypervisor::new(info, evtchn, gnttab, platform.clone());
+        hv.set_handle(opts.handle);
         let store_port = hv
             .evtchn()
             .host_alloc_unbound(0)
@@ -217,6 +221,7 @@ impl XenDomain {
             console_port,
             backends: Mutex::new(Vec::new()),
             closing: Arc::default(),
+            platform,
         }))
     }
 
@@ -264,12 +269,14 @@ impl XenDomain {
         )
     }
 
-    /// Connects an in-process backend to the guest's unbound `guest_port`: returns
-    /// `(kick, call)` eventfds like a remote backend gets (kick: the guest notified; write
-    /// call: notify the guest).
-    pub fn backend_eventfds(&self, guest_port: u32) -> std::io::Result<(EventFd, EventFd)> {
-        let kick = EventFd::new(libc::EFD_NONBLOCK)?;
-        let call = EventFd::new(libc::EFD_NONBLOCK)?;
+    /// Binds a backend to the guest's unbound `guest_port` whose guest-to-backend
+    /// notifications signal `kick` (in the kernel, without a hypercall exit, where KVM can).
+    /// Returns the function that notifies the guest.
+    pub fn bind_kick(
+        &self,
+        guest_port: u32,
+        kick: &EventFd,
+    ) -> std::io::Result<Arc<dyn Fn() + Send + Sync>> {
         let kick_in = kick.try_clone()?;
         let notify = self
             .bind_backend(
@@ -279,6 +286,17 @@ impl XenDomain {
                 }),
             )
             .map_err(|e| std::io::Error::other(format!("binding port {guest_port}: {e:?}")))?;
+        self.platform.kick_in_kernel(guest_port, kick);
+        Ok(notify)
+    }
+
+    /// Connects an in-process backend to the guest's unbound `guest_port`: returns
+    /// `(kick, call)` eventfds like a remote backend gets (kick: the guest notified; write
+    /// call: notify the guest).
+    pub fn backend_eventfds(&self, guest_port: u32) -> std::io::Result<(EventFd, EventFd)> {
+        let kick = EventFd::new(libc::EFD_NONBLOCK)?;
+        let call = EventFd::new(libc::EFD_NONBLOCK)?;
+        let notify = self.bind_kick(guest_port, &kick)?;
         link::forward_calls(call.try_clone()?, notify, self.closing.clone());
         Ok((kick, call))
     }

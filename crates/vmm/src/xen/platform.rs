@@ -7,9 +7,10 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_ATTR_TYPE_UPCALL_VECTOR,
-    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, KVM_XEN_VCPU_ATTR_TYPE_TIMER,
-    KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO,
+    KVM_XEN_ATTR_TYPE_EVTCHN, KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_ATTR_TYPE_UPCALL_VECTOR,
+    KVM_XEN_EVTCHN_DEASSIGN, KVM_XEN_EVTCHN_RESET, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR,
+    KVM_XEN_VCPU_ATTR_TYPE_TIMER, KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR,
+    KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO,
 };
 use vm_memory::{GuestAddress, GuestMemoryBackend, VolatileMemory};
 use xen::abi::errno::Errno;
@@ -22,6 +23,11 @@ use super::kvm;
 use crate::control::Control;
 use crate::memory::GuestRam;
 use crate::VmEvent;
+
+/// `EVTCHNSTAT_ipi`.
+const EVTCHNSTAT_IPI: u32 = 5;
+/// `EVTCHNSTAT_interdomain`.
+pub(super) const EVTCHNSTAT_INTERDOMAIN: u32 = 2;
 
 /// Guest-physical offsets in shared info (2-level event bitmaps).
 const SHINFO_PENDING: u64 = xen::abi::shared_info::SHINFO_EVTCHN_PENDING;
@@ -170,8 +176,55 @@ impl Platform for KvmPlatform {
             .send(ev);
     }
 
+    fn ipi_bound(&self, port: u32, vcpu: u32) {
+        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.send_port = port;
+            a.u.evtchn.type_ = EVTCHNSTAT_IPI;
+            a.u.evtchn.deliver.port.port = port;
+            a.u.evtchn.deliver.port.vcpu = vcpu;
+            a.u.evtchn.deliver.port.priority = kvm::EVTCHN_PRIO_2LEVEL;
+        });
+        // Without it the send still works, through a hypercall exit.
+        if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
+            devices::debug_ratelimited!(5, port, error = %e, "in-kernel IPI delivery not set");
+        }
+    }
+
+    fn port_closed(&self, port: u32) {
+        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.send_port = port;
+            a.u.evtchn.flags = KVM_XEN_EVTCHN_DEASSIGN;
+        });
+        // ENOENT for ports KVM never delivered: nothing to undo.
+        let _ = kvm::set_hvm_attr(&self.vm, &a);
+    }
+
+    fn ports_reset(&self) {
+        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.flags = KVM_XEN_EVTCHN_RESET;
+        });
+        let _ = kvm::set_hvm_attr(&self.vm, &a);
+    }
+
     fn console_write(&self, text: &[u8]) {
         tracing::info!(target: "xen_console", "{}", String::from_utf8_lossy(text).trim_end());
+    }
+}
+
+impl KvmPlatform {
+    /// Lets KVM signal `kick` itself when the guest sends on `port` (an interdomain port
+    /// bound to a backend), so the notification never leaves the kernel.
+    pub(super) fn kick_in_kernel(&self, port: u32, kick: &vmm_sys_util::eventfd::EventFd) {
+        use std::os::fd::AsRawFd;
+        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.send_port = port;
+            a.u.evtchn.type_ = EVTCHNSTAT_INTERDOMAIN;
+            a.u.evtchn.deliver.eventfd.port = 0;
+            a.u.evtchn.deliver.eventfd.fd = kick.as_raw_fd();
+        });
+        if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
+            devices::debug_ratelimited!(5, port, error = %e, "in-kernel backend kick not set");
+        }
     }
 }
 

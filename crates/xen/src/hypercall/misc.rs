@@ -56,7 +56,7 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             }
             XENVER_PAGESIZE => Ok(crate::abi::PAGE_SIZE as i64),
             XENVER_GUEST_HANDLE => {
-                let v = [0u8; XEN_DOMAIN_HANDLE_LEN];
+                let v: [u8; XEN_DOMAIN_HANDLE_LEN] = self.state().handle;
                 mem.write(arg, &v).map(|()| 0)
             }
             _ => Err(Errno::ENOSYS),

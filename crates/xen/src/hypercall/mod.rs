@@ -105,6 +105,8 @@ struct State {
     /// Frames released by the balloon (so a double release is refused).
     released: std::collections::BTreeSet<u64>,
     shared_info: Option<u64>,
+    /// The domain handle (the toolstack's UUID for it).
+    handle: [u8; 16],
 }
 
 /// A domain's hypervisor: event channels, grant table, HVM parameters, memory accounting.
@@ -164,6 +166,7 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                 pages,
                 released: Default::default(),
                 shared_info: None,
+                handle: [0; 16],
             }),
         }
     }
@@ -193,6 +196,11 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
         let mut s = self.state();
         *s.params.get_mut(index as usize).ok_or(Errno::EINVAL)? = value;
         Ok(())
+    }
+
+    /// Sets the domain handle `XENVER_guest_handle` reports (the domain's UUID).
+    pub fn set_handle(&self, handle: [u8; 16]) {
+        self.state().handle = handle;
     }
 
     /// Reads an HVM parameter.
