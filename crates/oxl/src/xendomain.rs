@@ -204,20 +204,6 @@ fn write_nodes(c: &mut Client, f: &DomainFacts, xen: &XenDomain) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::uuid_bytes;
-
-    #[test]
-    fn uuid_text_to_bytes() {
-        let b = uuid_bytes("6f1c2a3e-0b5d-4e8f-9a7c-2d4e6f8a0b1c");
-        assert_eq!(b[0], 0x6f);
-        assert_eq!(b[4], 0x0b);
-        assert_eq!(b[15], 0x1c);
-        assert_eq!(uuid_bytes("junk"), [0; 16]);
-    }
-}
-
 impl Drop for XenParts {
     fn drop(&mut self) {
         // As xl does on destroy: forget the domain in Xenstore (fires @releaseDomain).
@@ -233,5 +219,19 @@ impl Drop for XenParts {
                 tracing::warn!("removing {path} from Xenstore: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_bytes;
+
+    #[test]
+    fn uuid_text_to_bytes() {
+        let b = uuid_bytes("6f1c2a3e-0b5d-4e8f-9a7c-2d4e6f8a0b1c");
+        assert_eq!(b[0], 0x6f);
+        assert_eq!(b[4], 0x0b);
+        assert_eq!(b[15], 0x1c);
+        assert_eq!(uuid_bytes("junk"), [0; 16]);
     }
 }
