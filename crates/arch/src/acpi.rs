@@ -5,7 +5,10 @@
 //! PM1 registers and an `\_S5` package for ACPI poweroff, a reset register, and the pvpanic
 //! device the VMM uses to learn that the guest kernel panicked.
 
-use acpi_tables::aml::{Device, Name, Package, ResourceTemplate, Scope, IO};
+use acpi_tables::aml::{
+    AddressSpace, AddressSpaceCacheable, Device, EISAName, Name, Package, ResourceTemplate, Scope,
+    IO,
+};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::Aml;
@@ -52,7 +55,7 @@ fn io_gas(port: u16, bits: u8) -> [u8; 12] {
     g
 }
 
-fn dsdt() -> Sdt {
+fn dsdt(pci: bool) -> Sdt {
     let mut t = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE, OEM_REVISION);
     let s5 = Name::new(
         "_S5_".into(),
@@ -65,10 +68,41 @@ fn dsdt() -> Sdt {
     let crs_name = Name::new("_CRS".into(), &crs);
     let sta = Name::new("_STA".into(), &0x0fu8);
     let pvpanic = Device::new("PEVT".into(), vec![&hid, &crs_name, &sta]);
-    Scope::new("\\_SB_".into(), vec![&pvpanic]).to_aml_bytes(&mut t);
+    // PCI bus 0 through ports 0xcf8/0xcfc, with windows for the BARs the VMM places.
+    let pci_hid = Name::new("_HID".into(), &EISAName::new("PNP0A03"));
+    let pci_uid = Name::new("_UID".into(), &0u8);
+    let pci_seg = Name::new("_SEG".into(), &0u8);
+    let pci_bbn = Name::new("_BBN".into(), &0u8);
+    let buses = AddressSpace::<u16>::new_bus_number(0, 0);
+    let cfg_io = IO::new(0xcf8, 0xcf8, 1, 8);
+    let io_low = AddressSpace::<u16>::new_io(0, 0x0cf7, None);
+    let io_high = AddressSpace::<u16>::new_io(0x0d00, 0xffff, None);
+    let mmio = AddressSpace::<u32>::new_memory(
+        AddressSpaceCacheable::NotCacheable,
+        true,
+        PCI_MMIO_START,
+        PCI_MMIO_END,
+        None,
+    );
+    let pci_crs = ResourceTemplate::new(vec![&buses, &cfg_io, &io_low, &io_high, &mmio]);
+    let pci_crs_name = Name::new("_CRS".into(), &pci_crs);
+    let pci0 = Device::new(
+        "PCI0".into(),
+        vec![&pci_hid, &pci_uid, &pci_seg, &pci_bbn, &pci_crs_name],
+    );
+    let mut children: Vec<&dyn Aml> = vec![&pvpanic];
+    if pci {
+        children.push(&pci0);
+    }
+    Scope::new("\\_SB_".into(), children).to_aml_bytes(&mut t);
     t.update_checksum();
     t
 }
+
+/// The PCI root's memory window (device BARs such as Xen's platform device go here).
+const PCI_MMIO_START: u32 = 0xe000_0000;
+/// Last byte of the PCI memory window (the IOAPIC follows).
+const PCI_MMIO_END: u32 = 0xfebf_ffff;
 
 fn facs() -> [u8; 64] {
     let mut f = [0u8; 64];
@@ -170,13 +204,14 @@ fn madt(boot_cpus: u32, max_cpus: u32) -> Sdt {
 
 /// Writes all tables into guest memory; returns the RSDP address for the zero page.
 ///
-/// `boot_cpus` vCPUs are marked enabled; the others up to `max_cpus` are hot-pluggable. `vga`
-/// leaves out the FADT's "no VGA" flag.
+/// `boot_cpus` vCPUs are marked enabled; the others up to `max_cpus` are hot-pluggable. `xen_hvm`
+/// describes the platform a Xen HVM guest expects: legacy VGA present (so Linux does not take
+/// the guest for PVH) and a PCI root bus for Xen's platform device.
 pub fn write_tables<M: GuestMemoryBackend>(
     mem: &M,
     boot_cpus: u32,
     max_cpus: u32,
-    vga: bool,
+    xen_hvm: bool,
 ) -> Result<u64> {
     let mut next = ACPI_START;
     let mut place = |what: &'static str, bytes: &[u8], align: u64| -> Result<u64> {
@@ -194,8 +229,8 @@ pub fn write_tables<M: GuestMemoryBackend>(
     // The RSDP goes first so legacy scans of 0xe0000 also find it.
     let rsdp_addr = place("RSDP reservation", &[0u8; 36], 16)?;
     let facs_addr = place("FACS", &facs(), 64)?;
-    let dsdt_addr = place("DSDT", dsdt().as_slice(), 16)?;
-    let fadt_addr = place("FADT", fadt(dsdt_addr, facs_addr, vga).as_slice(), 16)?;
+    let dsdt_addr = place("DSDT", dsdt(xen_hvm).as_slice(), 16)?;
+    let fadt_addr = place("FADT", fadt(dsdt_addr, facs_addr, xen_hvm).as_slice(), 16)?;
     let madt_addr = place("MADT", madt(boot_cpus, max_cpus).as_slice(), 16)?;
     let mut xsdt = Sdt::new(*b"XSDT", 36, 1, OEM_ID, OEM_TABLE, OEM_REVISION);
     for a in [fadt_addr, madt_addr] {

@@ -8,8 +8,10 @@
 
 pub mod bus;
 pub mod legacy;
+pub mod pci;
 pub mod ratelimit;
 pub mod serial;
+pub mod xen_platform;
 
 use std::sync::Arc;
 

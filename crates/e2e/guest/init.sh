@@ -46,7 +46,7 @@ case $action in
   xen | xenpanic)
     # The Xen interface as the guest sees it. /sys/hypervisor/uuid is read through xenbus from
     # Xenstore, so it shows xenbus working end to end.
-    dmesg | grep -E "Xen version|callback vector|installing Xen timer|xenbus|hvc0" | sed 's/^/OXEN-XEN: /'
+    dmesg | grep -E "Xen version|callback vector|installing Xen timer|xenbus|hvc0|Grant table|xen-platform-pci" | sed 's/^/OXEN-XEN: /'
     echo "OXEN-CS=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
     for ce in /sys/devices/system/clockevents/clockevent*/current_device; do
       echo "OXEN-CE-$(basename "$(dirname "$ce")")=$(cat "$ce")"

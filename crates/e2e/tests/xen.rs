@@ -45,6 +45,9 @@ fn xen_guest_has_xenbus_timers_pv_console_and_shuts_down_through_xenstore() {
         o.assert_has(&format!("installing Xen timer for CPU {cpu}"));
     }
     assert_eq!(o.expect("OXEN-CS"), "xen", "{}", o.log);
+    // The platform PCI device's BAR took the grant frames (add_to_physmap, setup_table).
+    o.assert_has("xen-platform-pci 0000:00:02.0: enabling device");
+    o.assert_has("Grant table initialized");
     for cpu in 0..4 {
         assert_eq!(
             o.expect(&format!("OXEN-CE-clockevent{cpu}")),

@@ -291,6 +291,27 @@ impl Vm {
             Arc::new(Mutex::new(ResetControl::new(sink.clone()))),
         )?;
         add(ports::PVPANIC, 1, Arc::new(Mutex::new(PvPanic::new(sink))))?;
+        if cfg.xen.is_some() {
+            // Xen's platform device on PCI bus 0: its memory BAR is where the guest puts its
+            // grant-table frames (backed by the grant region of guest memory).
+            let mut pci = devices::pci::PciConfigIo::default();
+            pci.add(0, Box::new(devices::pci::host_bridge()));
+            pci.add(
+                devices::xen_platform::SLOT,
+                Box::new(devices::xen_platform::header((
+                    arch::layout::XEN_GRANT_START as u32,
+                    arch::layout::XEN_GRANT_BAR_LEN as u32,
+                ))),
+            );
+            for (port, len, dev) in pci.into_ports() {
+                add(port, len, dev)?;
+            }
+            add(
+                devices::xen_platform::UNPLUG_PORT,
+                devices::xen_platform::UNPLUG_LEN,
+                Arc::new(Mutex::new(devices::xen_platform::Unplug::default())),
+            )?;
+        }
 
         let rsdp = arch::acpi::write_tables(&ram.mem, cfg.vcpus, cfg.max_vcpus, cfg.xen.is_some())?;
         arch::regs::write_boot_tables(&ram.mem)?;
