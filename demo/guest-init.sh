@@ -9,6 +9,11 @@ echo
 echo "  Hello from an Oxen domain!"
 echo "  Linux $(uname -r), CPUs online: $cpus, memory: $mem MiB"
 echo "  $(dmesg | grep -o 'Hypervisor detected: .*')"
+if [ -r /sys/hypervisor/type ]; then
+  echo "  $(cat /sys/hypervisor/type) $(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor), domain $(cat /sys/hypervisor/uuid)"
+  echo "  $(dmesg | grep -o 'Xen HVM callback vector.*'), clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+  echo "  $(dmesg | grep -o 'Grant table initialized')"
+fi
 echo "  Powering off now."
 echo
 poweroff -f
