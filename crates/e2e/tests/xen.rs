@@ -100,3 +100,18 @@ fn xen_reboot_request_and_crash_take_the_xen_path() {
     assert_eq!(o.expect("OXL-EXIT"), "4", "{}", o.log);
     o.assert_clean();
 }
+
+#[test]
+fn create_c_without_serial_attaches_the_pv_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = base_args(dir.path());
+    args.push("240".into());
+    args.push("extra = 'console=hvc0 quiet'".into());
+    let o = run_scenario("xen-create-c.sh", &args, 480);
+    // The guest's init prints on its console, which is hvc0 here: it reached oxl's terminal.
+    o.assert_has("OXEN-GUEST-UP");
+    o.assert_has("OXEN-DMESG: [    0.000000] Hypervisor detected: Xen HVM");
+    o.assert_has("oxl: domain 'e2e' powered off");
+    assert_eq!(o.expect("OXL-EXIT"), "0", "{}", o.log);
+    o.assert_clean();
+}

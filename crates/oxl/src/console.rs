@@ -72,6 +72,21 @@ pub fn start_pv(
     start_pv_in(&socket_dir(), name, page, kick, notify)
 }
 
+/// Relays this terminal to domain `name`'s PV console on a thread (`oxl create -c` for a
+/// domain without a serial port), until Ctrl-] or the console closes.
+pub fn attach_pv_stdio(name: &str) -> Result<()> {
+    let path = socket_path(name, Kind::Pv);
+    std::thread::Builder::new()
+        .name("pv-console".into())
+        .spawn(move || {
+            if let Err(e) = crate::attach::relay(&path, std::io::stdin(), std::io::stdout()) {
+                tracing::warn!("PV console: {e:#}");
+            }
+        })
+        .context("starting the PV console relay")?;
+    Ok(())
+}
+
 /// Creates the console socket directory, private to its owner: a console is a keyboard on the
 /// guest.
 fn make_socket_dir(dir: &Path) -> Result<()> {

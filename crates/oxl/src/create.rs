@@ -136,6 +136,7 @@ pub fn run(args: Args) -> Result<u8> {
             }),
         })
         .with_context(|| format!("creating domain '{}'", cfg.name))?;
+        let pv_attach = args.console && cfg.serial == xlcfg::SerialTarget::None;
         let xen_parts = match vm.xen() {
             Some(x) => Some(xendomain::attach(
                 &xendomain::DomainFacts {
@@ -149,6 +150,10 @@ pub fn run(args: Args) -> Result<u8> {
             )?),
             None => None,
         };
+        if pv_attach && xen_parts.is_some() {
+            // `-c` with no serial port: the PV console is the domain's console.
+            console::attach_pv_stdio(&cfg.name)?;
+        }
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(vm.event_sender());
         console.connect(vm.serial_input());
 
@@ -182,6 +187,16 @@ pub fn run(args: Args) -> Result<u8> {
             VmEvent::Crash(why) => (format!("crashed: {why}"), cfg.on_crash, exit::CRASH),
             VmEvent::Destroy => {
                 say(format!("domain '{}' destroyed", cfg.name));
+                return Ok(exit::POWEROFF);
+            }
+            VmEvent::Suspend => {
+                // xl would now save the domain; until save exists it stays suspended.
+                reg.set_state("s");
+                say(format!(
+                    "domain '{}' suspended itself; Oxen cannot save it yet, `oxl destroy {}` removes it",
+                    cfg.name, cfg.name
+                ));
+                while !matches!(ctl_rx.recv(), Ok(Control::Destroy) | Err(_)) {}
                 return Ok(exit::POWEROFF);
             }
         };

@@ -83,6 +83,8 @@ pub enum VmEvent {
     Reset,
     /// The guest crashed: it reported a panic, or KVM could not run it.
     Crash(String),
+    /// The guest suspended itself (`SCHEDOP_shutdown(SHUTDOWN_suspend)`), for a save.
+    Suspend,
     /// The toolstack asked for the domain to be destroyed.
     Destroy,
 }

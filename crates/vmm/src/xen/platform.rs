@@ -164,9 +164,7 @@ impl Platform for KvmPlatform {
             ShutdownReason::Reboot | ShutdownReason::SoftReset => VmEvent::Reset,
             ShutdownReason::Crash => VmEvent::Crash("the guest reported a crash".into()),
             ShutdownReason::Watchdog => VmEvent::Crash("the guest's watchdog fired".into()),
-            ShutdownReason::Suspend => {
-                VmEvent::Crash("the guest suspended itself, which Oxen cannot save yet".into())
-            }
+            ShutdownReason::Suspend => VmEvent::Suspend,
         };
         tracing::info!(?reason, "guest shutdown request");
         let _ = self
