@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
     KVM_XEN_ATTR_TYPE_EVTCHN, KVM_XEN_ATTR_TYPE_SHARED_INFO, KVM_XEN_ATTR_TYPE_UPCALL_VECTOR,
-    KVM_XEN_EVTCHN_DEASSIGN, KVM_XEN_EVTCHN_RESET, KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR,
-    KVM_XEN_VCPU_ATTR_TYPE_TIMER, KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR,
-    KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO,
+    KVM_XEN_EVTCHN_DEASSIGN, KVM_XEN_EVTCHN_RESET, KVM_XEN_EVTCHN_UPDATE,
+    KVM_XEN_VCPU_ATTR_TYPE_RUNSTATE_ADDR, KVM_XEN_VCPU_ATTR_TYPE_TIMER,
+    KVM_XEN_VCPU_ATTR_TYPE_UPCALL_VECTOR, KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO,
 };
 use vm_memory::{GuestAddress, GuestMemoryBackend, VolatileMemory};
 use xen::abi::errno::Errno;
@@ -185,6 +185,23 @@ impl Platform for KvmPlatform {
         // Without it the send still works, through a hypercall exit.
         if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
             devices::debug_ratelimited!(5, port, error = %e, "in-kernel IPI delivery not set");
+        }
+    }
+
+    fn route(&self, send_port: u32, to: u32, vcpu: u32) {
+        let mut a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.send_port = send_port;
+            a.u.evtchn.type_ = EVTCHNSTAT_INTERDOMAIN;
+            a.u.evtchn.deliver.port.port = to;
+            a.u.evtchn.deliver.port.vcpu = vcpu;
+            a.u.evtchn.deliver.port.priority = kvm::EVTCHN_PRIO_2LEVEL;
+        });
+        if kvm::set_hvm_attr(&self.vm, &a).is_err() {
+            // Already routed (the target moved to another vCPU): update the route.
+            a.u.evtchn.flags = KVM_XEN_EVTCHN_UPDATE;
+            if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
+                devices::debug_ratelimited!(5, send_port, error = %e, "in-kernel route not set");
+            }
         }
     }
 

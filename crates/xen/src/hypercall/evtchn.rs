@@ -1,5 +1,6 @@
 //! `event_channel_op`: copies the argument in and out around [`EventChannels::hypercall`],
-//! and hands timer VIRQ bindings to the platform so KVM runs the guest's timer in the kernel.
+//! and hands timer VIRQ bindings to the platform so KVM runs the guest's timer in the kernel,
+//! and IPI and loopback channels so KVM delivers their sends without a VMM exit.
 
 use vm_memory::{ByteValued, GuestMemoryBackend};
 
@@ -26,6 +27,13 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => self.timer_vcpus(|_| true),
             _ => Vec::new(),
         };
+        // The other end of a loopback channel being closed loses its in-kernel route too.
+        let closing_peer = match cmd {
+            EVTCHNOP_CLOSE => EvtchnPort::from_slice(&buf)
+                .and_then(|p| self.loopback_peer(p.port))
+                .map(|(peer, _, _)| peer),
+            _ => None,
+        };
         self.evtchn.hypercall(cmd, &mut buf)?;
         // Every timer is stopped even if one refuses; the first error is reported.
         let mut stopped = Ok(());
@@ -42,6 +50,25 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
             EVTCHNOP_CLOSE => {
                 if let Some(op) = EvtchnPort::from_slice(&buf) {
                     self.platform.port_closed(op.port);
+                }
+                if let Some(peer) = closing_peer {
+                    self.platform.port_closed(peer);
+                }
+            }
+            // A channel within the guest: KVM can raise each end on a send to the other.
+            EVTCHNOP_BIND_INTERDOMAIN => {
+                if let Some(op) = EvtchnBindInterdomain::from_slice(&buf) {
+                    if let Some((peer, vcpu, peer_vcpu)) = self.loopback_peer(op.local_port) {
+                        self.platform.route(op.local_port, peer, peer_vcpu);
+                        self.platform.route(peer, op.local_port, vcpu);
+                    }
+                }
+            }
+            EVTCHNOP_BIND_VCPU => {
+                if let Some(op) = EvtchnBindVcpu::from_slice(&buf) {
+                    if let Some((peer, vcpu, _)) = self.loopback_peer(op.port) {
+                        self.platform.route(peer, op.port, vcpu);
+                    }
                 }
             }
             EVTCHNOP_RESET | EVTCHNOP_RESET_CONT => self.platform.ports_reset(),
@@ -63,6 +90,25 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
         }
         mem.write(arg, &buf)?;
         Ok(0)
+    }
+
+    /// For one end of an interdomain channel whose other end is the guest itself (a loopback):
+    /// the other end, this end's vCPU and the other end's vCPU.
+    fn loopback_peer(&self, port: Port) -> Option<(Port, u32, u32)> {
+        let status = |port| {
+            let mut st = EvtchnStatus {
+                dom: crate::abi::DOMID_SELF,
+                port,
+                ..Default::default()
+            };
+            self.evtchn.status(&mut st).ok().map(|()| st)
+        };
+        let st = status(port)?;
+        if st.status != EVTCHNSTAT_INTERDOMAIN || st.remote_dom() != self.info.domid {
+            return None;
+        }
+        let peer = status(st.remote_port())?;
+        Some((st.remote_port(), st.vcpu, peer.vcpu))
     }
 
     /// vCPUs whose timer VIRQ is bound to a port `pick` selects.

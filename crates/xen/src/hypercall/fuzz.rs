@@ -299,6 +299,9 @@ fn check_platform_call(h: &Harness, call: &Call, released: &mut BTreeSet<u64>, t
                 assert_eq!(st.vcpu, v);
             }
         }
+        Call::Route(from, to, v) => {
+            assert!(v < VCPUS && from != to);
+        }
         Call::Shutdown(_) | Call::PortClosed(_) | Call::PortsReset => {}
     }
 }

@@ -137,6 +137,8 @@ pub enum Call {
     ConsoleWrite(Vec<u8>),
     /// `ipi_bound(port, vcpu)`.
     IpiBound(u32, u32),
+    /// `route(send_port, to, vcpu)`.
+    Route(u32, u32, u32),
     /// `port_closed(port)`.
     PortClosed(u32),
     /// `ports_reset()`.
@@ -231,6 +233,9 @@ impl Platform for RecordingPlatform {
     }
     fn ipi_bound(&self, port: u32, vcpu: u32) {
         locked(&self.calls).push((Call::IpiBound(port, vcpu), Ok(())));
+    }
+    fn route(&self, send_port: u32, to: u32, vcpu: u32) {
+        locked(&self.calls).push((Call::Route(send_port, to, vcpu), Ok(())));
     }
     fn port_closed(&self, port: u32) {
         locked(&self.calls).push((Call::PortClosed(port), Ok(())));

@@ -71,6 +71,9 @@ pub trait Platform: Send + Sync {
     /// Guest port `port` became an IPI to `vcpu`: the VMM may let KVM deliver sends on it
     /// without leaving the kernel.
     fn ipi_bound(&self, _port: u32, _vcpu: u32) {}
+    /// A send on guest port `send_port` may raise guest port `to` on `vcpu` in the kernel (the
+    /// two ends of a channel within the guest); called again when `to` moves to another vCPU.
+    fn route(&self, _send_port: u32, _to: u32, _vcpu: u32) {}
     /// Guest port `port` was closed: undo any in-kernel delivery for it.
     fn port_closed(&self, _port: u32) {}
     /// Every guest port was closed (`EVTCHNOP_reset`).

@@ -312,3 +312,49 @@ fn grant_table_counts_and_limits() {
     assert_eq!(h.hv.gnttab().entries_in_use(), 0);
     assert!(h.platform.calls().is_empty());
 }
+
+#[test]
+fn loopback_channels_are_routed_in_the_kernel_and_follow_their_vcpu() {
+    let h = harness();
+    let domid = h.hv.info().domid;
+    let (r, a) = evtchn(
+        &h,
+        0,
+        EVTCHNOP_ALLOC_UNBOUND,
+        EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: DOMID_SELF,
+            port: 0,
+        },
+    );
+    assert_eq!(r, 0);
+    let (r, b) = evtchn(
+        &h,
+        0,
+        EVTCHNOP_BIND_INTERDOMAIN,
+        EvtchnBindInterdomain {
+            remote_dom: domid,
+            _pad: 0,
+            remote_port: a.port,
+            local_port: 0,
+        },
+    );
+    assert_eq!(r, 0);
+    let b = b.local_port;
+    assert_eq!(
+        h.platform.take_calls(),
+        vec![Call::Route(b, a.port, 0), Call::Route(a.port, b, 0)]
+    );
+    // Moving one end to vCPU 1 moves the route that raises it.
+    let (r, _) = evtchn(&h, 0, EVTCHNOP_BIND_VCPU, EvtchnBindVcpu { port: b, vcpu: 1 });
+    assert_eq!(r, 0);
+    assert_eq!(h.platform.take_calls(), vec![Call::Route(a.port, b, 1)]);
+    // Closing one end removes both routes.
+    let (r, _) = evtchn(&h, 0, EVTCHNOP_CLOSE, EvtchnPort { port: a.port });
+    assert_eq!(r, 0);
+    assert_eq!(
+        h.platform.take_calls(),
+        vec![Call::PortClosed(a.port), Call::PortClosed(b)]
+    );
+    h.hv.evtchn().check_invariants();
+}
