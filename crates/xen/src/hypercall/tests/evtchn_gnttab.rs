@@ -346,7 +346,12 @@ fn loopback_channels_are_routed_in_the_kernel_and_follow_their_vcpu() {
         vec![Call::Route(b, a.port, 0), Call::Route(a.port, b, 0)]
     );
     // Moving one end to vCPU 1 moves the route that raises it.
-    let (r, _) = evtchn(&h, 0, EVTCHNOP_BIND_VCPU, EvtchnBindVcpu { port: b, vcpu: 1 });
+    let (r, _) = evtchn(
+        &h,
+        0,
+        EVTCHNOP_BIND_VCPU,
+        EvtchnBindVcpu { port: b, vcpu: 1 },
+    );
     assert_eq!(r, 0);
     assert_eq!(h.platform.take_calls(), vec![Call::Route(a.port, b, 1)]);
     // Closing one end removes both routes.
