@@ -48,6 +48,20 @@ impl std::fmt::Debug for EventSink {
     }
 }
 
+/// The value of a port write of up to 4 bytes (little-endian; longer writes keep 4).
+pub(crate) fn le_value(data: &[u8]) -> u32 {
+    let mut raw = [0u8; 4];
+    let n = data.len().min(4);
+    raw[..n].copy_from_slice(&data[..n]);
+    u32::from_le_bytes(raw)
+}
+
+/// Answers a port read of up to 4 bytes with the low bytes of `value`.
+pub(crate) fn fill_le(data: &mut [u8], value: u32) {
+    let n = data.len().min(4);
+    data[..n].copy_from_slice(&value.to_le_bytes()[..n]);
+}
+
 /// A device on the port-I/O bus. `offset` is relative to the device's base port.
 pub trait PioDevice: Send {
     /// Handles a guest read of `data.len()` bytes.

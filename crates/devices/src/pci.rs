@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::bus::SharedDevice;
-use crate::PioDevice;
+use crate::{fill_le, le_value, PioDevice};
 
 /// Port of the configuration address register.
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
@@ -254,16 +254,11 @@ impl PioDevice for PciConfigIo {
             },
             _ => u32::MAX,
         };
-        let bytes = value.to_le_bytes();
-        let n = data.len().min(4);
-        data[..n].copy_from_slice(&bytes[..n]);
+        fill_le(data, value);
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) {
-        let mut raw = [0u8; 4];
-        let n = data.len().min(4);
-        raw[..n].copy_from_slice(&data[..n]);
-        let value = u32::from_le_bytes(raw);
+        let value = le_value(data);
         match (offset, data.len()) {
             (0, 4) => self.address = value,
             (4..=7, 1 | 2 | 4) => {

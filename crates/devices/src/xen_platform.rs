@@ -4,7 +4,7 @@
 //! disks and NICs to go away (Oxen emulates none).
 
 use crate::pci::{Bar, Header, Identity};
-use crate::{debug_ratelimited, PioDevice};
+use crate::{debug_ratelimited, fill_le, le_value, PioDevice};
 
 /// PCI slot of the platform device (where Xen's toolstack puts it).
 pub const SLOT: u8 = 2;
@@ -58,16 +58,11 @@ impl PioDevice for Unplug {
             (2, 1) => u32::from(PROTOCOL),
             _ => u32::MAX,
         };
-        let b = v.to_le_bytes();
-        let n = data.len().min(4);
-        data[..n].copy_from_slice(&b[..n]);
+        fill_le(data, v);
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) {
-        let mut raw = [0u8; 4];
-        let n = data.len().min(4);
-        raw[..n].copy_from_slice(&data[..n]);
-        let v = u32::from_le_bytes(raw);
+        let v = le_value(data);
         match (offset, data.len()) {
             // Unplug request (16 bit at 0x10) or build number (32 bit at 0x10).
             (0, 2) => self.unplugged |= v as u16,

@@ -22,4 +22,12 @@ check_clean() {
   "$1" list
   echo "--- end"
 }
+# start_oxenstored OXL: starts the oxenstored built beside OXL on $XENSTORED_PATH, serving this
+# run dir's ring links; waits for its socket and sets XS_PID.
+start_oxenstored() {
+  "$(dirname "$1")/oxenstored" --socket "$XENSTORED_PATH" --run-dir "$OXEN_RUN_DIR" --no-persist \
+    >"$TMPDIR/xenstored.log" 2>&1 &
+  XS_PID=$!
+  for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.05; done
+}
 export OXEN_RUN_DIR=$TMPDIR/run OXEN_DUMP_DIR=$TMPDIR/dump

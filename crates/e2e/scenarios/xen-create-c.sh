@@ -9,14 +9,11 @@ oxl=$1 kernel=$2 initrd=$3 limit=$4
 shift 4
 write_cfg "$TMPDIR/guest.cfg" "$kernel" "$initrd" "xen_interface = 1" "serial = 'none'" "$@"
 export XENSTORED_PATH=$TMPDIR/xenstored.sock
-"$(dirname "$oxl")/oxenstored" --socket "$XENSTORED_PATH" --run-dir "$OXEN_RUN_DIR" --no-persist \
-  >"$TMPDIR/xenstored.log" 2>&1 &
-xs_pid=$!
-for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.05; done
+start_oxenstored "$oxl"
 echo "--- oxl"
 # stdin stays open (and silent) so the console relay keeps running until the domain ends.
 timeout -s TERM "$limit" "$oxl" create -c "$TMPDIR/guest.cfg" < <(sleep "$limit")
 echo "OXL-EXIT=$?"
 pkill -f "^sleep $limit\$" 2>/dev/null
-kill "$xs_pid" 2>/dev/null
+kill "$XS_PID" 2>/dev/null
 check_clean "$oxl"

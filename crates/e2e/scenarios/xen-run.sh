@@ -13,7 +13,6 @@ cfg_lines=("${@:1:$ncfg}")
 shift "$ncfg"
 write_cfg "$TMPDIR/guest.cfg" "$kernel" "$initrd" "xen_interface = 1" \
   "serial = 'file:$TMPDIR/serial.log'" "${cfg_lines[@]}"
-bindir=$(dirname "$oxl")
 export XENSTORED_PATH=$TMPDIR/xenstored.sock OXL=$oxl NAME=e2e SERIAL=$TMPDIR/serial.log
 # wait_for TEXT [SECS]: for actions, waits until the guest's serial output shows TEXT.
 wait_for() {
@@ -26,10 +25,7 @@ wait_for() {
   return 1
 }
 export -f wait_for
-"$bindir/oxenstored" --socket "$XENSTORED_PATH" --run-dir "$OXEN_RUN_DIR" --no-persist \
-  >"$TMPDIR/xenstored.log" 2>&1 &
-xs_pid=$!
-for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.05; done
+start_oxenstored "$oxl"
 echo "--- config"
 cat "$TMPDIR/guest.cfg"
 echo "--- oxl"
@@ -53,7 +49,7 @@ echo "OXL-EXIT=$rc"
 echo "OXL-MS=$(((end - start) / 1000000))"
 echo "--- xenstore after"
 XENSTORED_PATH=$XENSTORED_PATH /usr/bin/xenstore-ls /local/domain 2>&1 | head -20 | sed 's/^/XS-AFTER: /'
-kill "$xs_pid" 2>/dev/null
-wait "$xs_pid" 2>/dev/null
+kill "$XS_PID" 2>/dev/null
+wait "$XS_PID" 2>/dev/null
 sed 's/^/XENSTORED: /' "$TMPDIR/xenstored.log"
 check_clean "$oxl"

@@ -1,11 +1,9 @@
 //! `oxl shutdown` and `oxl reboot`: ask the guest, through `control/shutdown` in Xenstore, the
 //! way xl does; the guest's PV drivers act on it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use xenstore::client::Client;
 
 use crate::registry::{self, Record};
 
@@ -46,11 +44,6 @@ pub struct Args {
 /// How often `-w` looks at the domain.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Xenstore's socket: `$XENSTORED_PATH` or the standard path.
-fn xenstore_socket() -> PathBuf {
-    xenstore::transport::unix::socket_path(None)
-}
-
 /// The node the guest watches for requests.
 pub fn control_path(domid: u32) -> String {
     format!("/local/domain/{domid}/control/shutdown")
@@ -65,13 +58,7 @@ pub fn run(args: Args, req: Request) -> Result<()> {
     if targets.is_empty() {
         return Ok(());
     }
-    let sock = xenstore_socket();
-    let mut xs = Client::connect(&sock).with_context(|| {
-        format!(
-            "cannot reach xenstored at {} (is oxenstored running? XENSTORED_PATH selects another socket)",
-            sock.display()
-        )
-    })?;
+    let mut xs = crate::xendomain::connect()?;
     for d in &targets {
         xs.write(0, &control_path(d.domid), req.value().as_bytes())
             .with_context(|| {

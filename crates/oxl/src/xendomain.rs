@@ -24,7 +24,7 @@ pub fn connect() -> Result<Client> {
     let path = xenstore_socket();
     Client::connect(&path).with_context(|| {
         format!(
-            "cannot reach xenstored at {} (start oxenstored, or set XENSTORED_PATH)",
+            "cannot reach xenstored at {} (is oxenstored running? XENSTORED_PATH selects another socket)",
             path.display()
         )
     })

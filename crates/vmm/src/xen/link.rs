@@ -60,15 +60,10 @@ impl GuestLink for DomainLink {
         if let Some(p) = bound.get(&port) {
             return dup_pair(p);
         }
-        let kick = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
-        let call = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| format!("eventfd: {e}"))?;
-        let notify = self
+        let pair = self
             .domain
-            .bind_kick(port, &kick)
+            .backend_eventfds(port)
             .map_err(|e| format!("binding the guest port: {e}"))?;
-        let call_in = call.try_clone().map_err(|e| format!("dup: {e}"))?;
-        forward_calls(call_in, notify, self.domain.closing.clone());
-        let pair = (kick, call);
         let out = dup_pair(&pair)?;
         bound.insert(port, pair);
         Ok(out)

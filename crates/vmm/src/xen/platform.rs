@@ -175,31 +175,18 @@ impl Platform for KvmPlatform {
     }
 
     fn ipi_bound(&self, port: u32, vcpu: u32) {
-        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
-            a.u.evtchn.send_port = port;
-            a.u.evtchn.type_ = EVTCHNSTAT_IPI;
-            a.u.evtchn.deliver.port.port = port;
-            a.u.evtchn.deliver.port.vcpu = vcpu;
-            a.u.evtchn.deliver.port.priority = kvm::EVTCHN_PRIO_2LEVEL;
-        });
         // Without it the send still works, through a hypercall exit.
-        if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
+        if let Err(e) = self.port_route(EVTCHNSTAT_IPI, port, port, vcpu, 0) {
             devices::debug_ratelimited!(5, port, error = %e, "in-kernel IPI delivery not set");
         }
     }
 
     fn route(&self, send_port: u32, to: u32, vcpu: u32) {
-        let mut a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
-            a.u.evtchn.send_port = send_port;
-            a.u.evtchn.type_ = EVTCHNSTAT_INTERDOMAIN;
-            a.u.evtchn.deliver.port.port = to;
-            a.u.evtchn.deliver.port.vcpu = vcpu;
-            a.u.evtchn.deliver.port.priority = kvm::EVTCHN_PRIO_2LEVEL;
-        });
-        if kvm::set_hvm_attr(&self.vm, &a).is_err() {
+        let kind = EVTCHNSTAT_INTERDOMAIN;
+        if self.port_route(kind, send_port, to, vcpu, 0).is_err() {
             // Already routed (the target moved to another vCPU): update the route.
-            a.u.evtchn.flags = KVM_XEN_EVTCHN_UPDATE;
-            if let Err(e) = kvm::set_hvm_attr(&self.vm, &a) {
+            let r = self.port_route(kind, send_port, to, vcpu, KVM_XEN_EVTCHN_UPDATE);
+            if let Err(e) = r {
                 devices::debug_ratelimited!(5, send_port, error = %e, "in-kernel route not set");
             }
         }
@@ -227,6 +214,27 @@ impl Platform for KvmPlatform {
 }
 
 impl KvmPlatform {
+    /// Has KVM raise guest port `to` on `vcpu` when the guest sends on `send_port` (`kind`:
+    /// the sending port's `EVTCHNSTAT_*`; `flags`: 0 to add, `KVM_XEN_EVTCHN_UPDATE` to change).
+    fn port_route(
+        &self,
+        kind: u32,
+        send_port: u32,
+        to: u32,
+        vcpu: u32,
+        flags: u32,
+    ) -> std::io::Result<()> {
+        let a = kvm::hvm_attr(KVM_XEN_ATTR_TYPE_EVTCHN, |a| {
+            a.u.evtchn.send_port = send_port;
+            a.u.evtchn.type_ = kind;
+            a.u.evtchn.flags = flags;
+            a.u.evtchn.deliver.port.port = to;
+            a.u.evtchn.deliver.port.vcpu = vcpu;
+            a.u.evtchn.deliver.port.priority = kvm::EVTCHN_PRIO_2LEVEL;
+        });
+        kvm::set_hvm_attr(&self.vm, &a)
+    }
+
     /// Lets KVM signal `kick` itself when the guest sends on `port` (an interdomain port
     /// bound to a backend), so the notification never leaves the kernel.
     pub(super) fn kick_in_kernel(&self, port: u32, kick: &vmm_sys_util::eventfd::EventFd) {
