@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use crate::disk::{parse_disk_list, DiskSpec};
 use crate::error::ConfigError;
 use crate::parse::{Setting, Value};
+use crate::suggest::did_you_mean;
+use crate::vif::{parse_vif_list, VifSpec};
 
 /// Smallest memory a domain may have, in MiB: below this no Linux kernel gets to init.
 pub const MIN_MEMORY_MIB: u64 = 16;
@@ -100,6 +103,10 @@ pub struct DomainConfig {
     /// Whether the guest sees the Xen HVM interface (hypercalls, event channels, Xenstore, PV
     /// console). Oxen's own key, `xen_interface`.
     pub xen_interface: bool,
+    /// Disks (`disk`), in list order.
+    pub disks: Vec<DiskSpec>,
+    /// Network interfaces (`vif`), in list order.
+    pub vifs: Vec<VifSpec>,
 }
 
 /// Every key this version accepts, used to suggest a spelling for an unknown one.
@@ -122,28 +129,15 @@ const KEYS: &[&str] = &[
     "on_crash",
     "serial",
     "xen_interface",
+    "disk",
+    "vif",
 ];
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
 
 struct Reader<'a> {
     s: &'a Setting,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn err(&self, msg: impl Into<String>) -> ConfigError {
         ConfigError::new(&self.s.source_name, self.s.line, Some(&self.s.key), msg)
     }
@@ -161,6 +155,25 @@ impl Reader<'_> {
             Value::Number(n) => Err(self.err(format!("{n} is out of range ({min} to {max})"))),
             v => Err(self.err(format!("expected a number, found {}", v.kind()))),
         }
+    }
+
+    /// A list of strings (`disk`, `vif`).
+    fn strings(&self) -> Result<Vec<&'a str>, ConfigError> {
+        let s: &'a Setting = self.s;
+        let Value::List(items) = &s.value else {
+            return Err(self.err(format!(
+                "expected a list of strings, found {}",
+                self.s.value.kind()
+            )));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.as_str()),
+                v => Err(self.err(format!("item {i} is {}, expected a string", v.kind()))),
+            })
+            .collect()
     }
 
     fn path(&self) -> Result<PathBuf, ConfigError> {
@@ -191,6 +204,8 @@ impl DomainConfig {
         let mut on_crash = Action::Destroy;
         let mut serial = SerialTarget::Pty;
         let mut xen_interface = false;
+        let mut disks = Vec::new();
+        let mut vifs = None;
         let mut last_line = (String::from("configuration"), 0);
 
         for s in settings {
@@ -243,6 +258,9 @@ impl DomainConfig {
                 "on_reboot" => on_reboot = action(&r)?,
                 "on_crash" => on_crash = action(&r)?,
                 "xen_interface" => xen_interface = r.number(0, 1)? == 1,
+                "disk" => disks = parse_disk_list(&r.strings()?).map_err(|m| r.err(m))?,
+                // Default MACs derive from the UUID, which may come later in the file.
+                "vif" => vifs = Some((r.strings()?, s)),
                 "serial" => {
                     // xl accepts one device or a list; Oxen has one serial port.
                     let v = match &s.value {
@@ -270,16 +288,7 @@ impl DomainConfig {
                         }
                     };
                 }
-                other => {
-                    let hint = KEYS
-                        .iter()
-                        .map(|k| (edit_distance(other, k), k))
-                        .filter(|(d, _)| *d <= 2)
-                        .min()
-                        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
-                        .unwrap_or_default();
-                    return Err(r.err(format!("unknown setting{hint}")));
-                }
+                other => return Err(r.err(format!("unknown setting{}", did_you_mean(other, KEYS)))),
             }
         }
 
@@ -311,6 +320,12 @@ impl DomainConfig {
             Some((m, _)) => *m,
             None => vcpus_n,
         };
+        let vifs = match vifs {
+            Some((specs, s)) => {
+                parse_vif_list(&specs, uuid.as_deref()).map_err(|m| Reader { s }.err(m))?
+            }
+            None => Vec::new(),
+        };
         // xl: `cmdline` wins; otherwise "root=ROOT EXTRA".
         let cmdline = cmdline.unwrap_or_else(|| {
             let mut parts = Vec::new();
@@ -337,6 +352,8 @@ impl DomainConfig {
             on_crash,
             serial,
             xen_interface,
+            disks,
+            vifs,
         })
     }
 
