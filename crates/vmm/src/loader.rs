@@ -77,7 +77,13 @@ pub fn load(
                 (r, r.kernel_load.0, payload::setup_header_of(&image))
             }
             Err(skip) => {
-                tracing::debug!(?skip, "booting the bzImage with its own decompressor");
+                // A corrupt or oversized payload is worth a warning: the guest's own
+                // decompressor makes the boot several times slower.
+                if matches!(skip, payload::Skip::Bad(_)) {
+                    tracing::warn!(?skip, "booting the bzImage with its own decompressor");
+                } else {
+                    tracing::debug!(?skip, "booting the bzImage with its own decompressor");
+                }
                 let r = BzImage::load(&ram.mem, None, &mut Cursor::new(&image[..]), highmem)
                     .map_err(bad_kernel)?;
                 (r, r.kernel_load.0 + BZIMAGE_64BIT_ENTRY, r.setup_header)

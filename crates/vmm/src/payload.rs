@@ -60,8 +60,11 @@ pub fn decompress(image: &[u8], limit: u64) -> Result<Vec<u8>, Skip> {
         .ok_or(Skip::NoPayload)?;
     let mut out = Vec::new();
     let read = match payload {
+        // Linux's build appends the unpacked size (4 bytes) after the frame: read one frame
+        // only, or the decoder takes those bytes for a second, corrupt frame.
         [0x28, 0xb5, 0x2f, 0xfd, ..] => zstd::stream::read::Decoder::new(payload)
             .map_err(|e| Skip::Bad(format!("zstd: {e}")))?
+            .single_frame()
             .take(limit + 1)
             .read_to_end(&mut out),
         [0x1f, 0x8b, ..] => flate2::read::GzDecoder::new(payload)
@@ -102,6 +105,20 @@ mod tests {
         let mut v = b"\x7fELF".to_vec();
         v.extend((0..100_000u32).map(|i| (i % 251) as u8));
         v
+    }
+
+    #[test]
+    fn unpacks_payloads_with_linux_size_trailer() {
+        // Linux appends the unpacked size, little-endian, after the compressed stream.
+        let body = elf_body();
+        let mut z = zstd::encode_all(&body[..], 3).unwrap();
+        z.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        assert_eq!(decompress(&bzimage(&z, 0x20f), 1 << 20).unwrap(), body);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        let mut gz = gz.finish().unwrap();
+        gz.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        assert_eq!(decompress(&bzimage(&gz, 0x20f), 1 << 20).unwrap(), body);
     }
 
     #[test]

@@ -21,8 +21,8 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 use xen::abi::cpuid::{
-    XenCpuid, XEN_CPUID_FIRST_LEAF, XEN_HVM_CPUID_DOMID_PRESENT, XEN_HVM_CPUID_VCPU_ID_PRESENT,
-    XEN_HYPERCALL_MSR,
+    XenCpuid, XEN_CPUID_FIRST_LEAF, XEN_HVM_CPUID_DOMID_PRESENT, XEN_HVM_CPUID_UPCALL_VECTOR,
+    XEN_HVM_CPUID_VCPU_ID_PRESENT, XEN_HYPERCALL_MSR,
 };
 use xen::abi::errno::Errno;
 use xen::abi::features::Features;
@@ -57,6 +57,52 @@ pub struct XenOptions {
     pub domid: u16,
     /// The domain handle (its UUID's 16 bytes).
     pub handle: [u8; 16],
+}
+
+/// A PV backend's end of an event channel with the guest (see [`XenDomain::backend_port`]).
+pub struct BackendPort {
+    handle: Option<BackendHandle>,
+    guest_port: u32,
+    kick: EventFd,
+    platform: Arc<KvmPlatform>,
+}
+
+impl std::fmt::Debug for BackendPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendPort")
+            .field("guest_port", &self.guest_port)
+            .finish()
+    }
+}
+
+impl BackendPort {
+    /// Signalled (counter) each time the guest sends on its port.
+    pub fn kick(&self) -> &EventFd {
+        &self.kick
+    }
+
+    /// Raises the guest's port.
+    pub fn notify(&self) {
+        if let Some(h) = &self.handle {
+            let _ = h.notify();
+        }
+    }
+
+    /// The guest's port number.
+    pub fn guest_port(&self) -> u32 {
+        self.guest_port
+    }
+}
+
+impl Drop for BackendPort {
+    fn drop(&mut self) {
+        // Take the in-kernel route away first, so no send reaches a closed backend.
+        use xen::hypercall::Platform;
+        self.platform.port_closed(self.guest_port);
+        if let Some(h) = self.handle.take() {
+            let _ = h.close();
+        }
+    }
 }
 
 /// A domain's Xen interface.
@@ -109,7 +155,12 @@ pub fn patch_cpuid(cpuid: &CpuId, vcpu: u32, domid: u16) -> Result<CpuId> {
         base: XEN_CPUID_FIRST_LEAF,
         major: XEN_VERSION.0,
         minor: XEN_VERSION.1,
-        hvm_flags: XEN_HVM_CPUID_VCPU_ID_PRESENT | XEN_HVM_CPUID_DOMID_PRESENT,
+        // Per-vCPU upcall vectors go through the LAPIC. The global callback vector is injected
+        // ExtINT-style, which nested SVM (the test host) delivered with IF=0 under event load:
+        // a recursive #PF on %gs in the guest.
+        hvm_flags: XEN_HVM_CPUID_VCPU_ID_PRESENT
+            | XEN_HVM_CPUID_DOMID_PRESENT
+            | XEN_HVM_CPUID_UPCALL_VECTOR,
         domid,
     };
     for (function, index, r) in xen.leaves(vcpu) {
@@ -301,6 +352,37 @@ impl XenDomain {
         Ok((kick, call))
     }
 
+    /// Connects a PV backend in this process to the guest's unbound `guest_port` for as long as
+    /// the returned [`BackendPort`] lives: the guest's sends signal its `kick` eventfd (inside
+    /// KVM where it can), [`BackendPort::notify`] raises the guest's port, and dropping it
+    /// closes the backend end so a reconnecting frontend can bind again.
+    pub fn backend_port(&self, guest_port: u32) -> std::io::Result<BackendPort> {
+        let kick = EventFd::new(libc::EFD_NONBLOCK)?;
+        let kick_in = kick.try_clone()?;
+        let handle = self
+            .hv
+            .evtchn()
+            .backend_bind(
+                guest_port,
+                Arc::new(move |_| {
+                    let _ = kick_in.write(1);
+                }),
+            )
+            .map_err(|e| std::io::Error::other(format!("binding guest port {guest_port}: {e}")))?;
+        self.platform.kick_in_kernel(guest_port, &kick);
+        Ok(BackendPort {
+            handle: Some(handle),
+            guest_port,
+            kick,
+            platform: self.platform.clone(),
+        })
+    }
+
+    /// The domain's grant table, for backends that map or copy granted pages.
+    pub fn grant_table(&self) -> GrantTable<GuestMemoryMmap> {
+        self.hv.gnttab().clone()
+    }
+
     /// Stops the helper threads (the domain is ending).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
@@ -342,5 +424,29 @@ impl XenDomain {
         Ok(Arc::new(move || {
             let _ = h.notify();
         }))
+    }
+}
+
+impl pv_host::EventPort for BackendPort {
+    fn kick(&self) -> &EventFd {
+        &self.kick
+    }
+
+    fn notify(&self) {
+        BackendPort::notify(self)
+    }
+}
+
+impl pv_host::DomainHost for XenDomain {
+    fn domid(&self) -> u32 {
+        u32::from(self.hv.info().domid)
+    }
+
+    fn grant_table(&self) -> GrantTable<GuestMemoryMmap> {
+        XenDomain::grant_table(self)
+    }
+
+    fn bind_port(&self, guest_port: u32) -> std::io::Result<Box<dyn pv_host::EventPort>> {
+        Ok(Box::new(self.backend_port(guest_port)?))
     }
 }

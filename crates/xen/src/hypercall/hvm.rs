@@ -30,9 +30,9 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                 if v.vector < MIN_VECTOR {
                     return Err(Errno::EINVAL);
                 }
-                self.platform
-                    .set_vcpu_upcall_vector(v.vcpu, v.vector)
-                    .map(|()| 0)
+                self.platform.set_vcpu_upcall_vector(v.vcpu, v.vector)?;
+                self.state().percpu_upcall = true;
+                Ok(0)
             }
             // A hint that a page table is going away: nothing to drop on KVM.
             HVMOP_PAGETABLE_DYING => Ok(0),
@@ -52,6 +52,9 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                 Some(CallbackVia::None) => self.platform.set_callback_vector(0)?,
                 // Vectors below 0x10 are exceptions: a bad value, not an unsupported type.
                 Some(CallbackVia::Vector(_)) => return Err(Errno::EINVAL),
+                // With per-vCPU upcall vectors, Linux still writes GSI 1 "to look enlightened"
+                // to the toolstack; events keep going through the vectors, so it is only kept.
+                Some(CallbackVia::Gsi(_)) if self.state().percpu_upcall => {}
                 // GSI and PCI INTx callbacks need a level-triggered line the VMM would have to
                 // de-assert when the guest acknowledges; Linux uses the vector when offered.
                 Some(_) => return Err(Errno::ENOSYS),

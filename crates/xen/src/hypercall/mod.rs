@@ -110,6 +110,8 @@ struct State {
     shared_info: Option<u64>,
     /// The domain handle (the toolstack's UUID for it).
     handle: [u8; 16],
+    /// A vCPU registered its own upcall vector (`HVMOP_set_evtchn_upcall_vector`).
+    percpu_upcall: bool,
 }
 
 /// A domain's hypervisor: event channels, grant table, HVM parameters, memory accounting.
@@ -170,6 +172,7 @@ impl<M: GuestMemoryBackend> Hypervisor<M> {
                 released: Default::default(),
                 shared_info: None,
                 handle: [0; 16],
+                percpu_upcall: false,
             }),
         }
     }

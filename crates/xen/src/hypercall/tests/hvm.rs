@@ -117,6 +117,43 @@ fn callback_via() {
 }
 
 #[test]
+fn gsi_1_accepted_once_per_vcpu_vectors_exist() {
+    // Linux with XEN_HVM_CPUID_UPCALL_VECTOR registers a vector per vCPU, then writes
+    // CALLBACK_IRQ = GSI 1 so the toolstack sees an enlightened guest; refusing it makes the
+    // CPU bring-up fail.
+    let h = harness();
+    let set = |v: u64| param(&h, HVMOP_SET_PARAM, DOMID_SELF, HVM_PARAM_CALLBACK_IRQ, v);
+    assert_eq!(set(1), err(Errno::ENOSYS), "no per-vCPU vector yet");
+    h.put(
+        ARG,
+        XenHvmEvtchnUpcallVector {
+            vcpu: 0,
+            vector: 0xf3,
+            _pad: [0; 3],
+        },
+    );
+    let r = h.call(
+        nr::hvm_op,
+        [
+            u64::from(HVMOP_SET_EVTCHN_UPCALL_VECTOR),
+            h.gva(ARG),
+            0,
+            0,
+            0,
+            0,
+        ],
+    );
+    assert_eq!(r, 0);
+    assert_eq!(set(1), 0);
+    assert_eq!(h.hv.param(HVM_PARAM_CALLBACK_IRQ), Some(1));
+    assert_eq!(
+        h.platform.take_calls(),
+        vec![Call::SetVcpuUpcallVector(0, 0xf3)],
+        "GSI 1 changes no delivery"
+    );
+}
+
+#[test]
 fn upcall_vector_pagetable_dying_and_unknown() {
     let h = harness();
     let up = |vcpu: u32, vector: u8| {
