@@ -42,7 +42,7 @@
 //!   again while it is connected ([`BackendHandle::write_nodes_and_notify`]).
 //! - **Errors.** `xenbus_dev_fatal` writes `<errno> <message>` to
 //!   `error/<device path>/error` under the writer's home and switches to Closing; the back end
-//!   here does the same with the driver's message ([`DeviceId::error_path`]).
+//!   here writes the driver's message there ([`DeviceId::error_path`]) and does the same.
 #![deny(missing_docs)]
 
 mod backend;

@@ -89,7 +89,6 @@ pub fn remove_device(
     timeout: Duration,
 ) -> Result<RemoveOutcome, Error> {
     let be = id.backend_path();
-    let fe_state = format!("{}/state", id.frontend_path());
     let ctx = |what: &str| format!("removing device {id}: {what}");
     let present = xs::transact(c, |c, tx| {
         if xs::read_opt(c, tx, &be)?.is_none() {
@@ -105,23 +104,31 @@ pub fn remove_device(
     })
     .map_err(|e| Error::xs(ctx("asking the back end to close"), e))?;
 
+    let frontend_closed = !present || wait_frontend_closed(c, id, timeout)?;
+    force_remove(c, id)?;
+    Ok(RemoveOutcome { frontend_closed })
+}
+
+/// Polls the frontend's state until it is no longer live; `false` if `timeout` ran out first.
+fn wait_frontend_closed(c: &mut Client, id: &DeviceId, timeout: Duration) -> Result<bool, Error> {
+    let path = format!("{}/state", id.frontend_path());
     let end = Instant::now() + timeout;
-    let mut frontend_closed = true;
-    while present {
-        let st = xs::read_state(c, 0, &fe_state)
-            .map_err(|e| Error::xs(ctx("reading the frontend's state"), e))?;
+    loop {
+        let st = xs::read_state(c, 0, &path).map_err(|e| {
+            Error::xs(
+                format!("removing device {id}: reading the frontend's state"),
+                e,
+            )
+        })?;
         if !frontend_is_live(st) {
-            break;
+            return Ok(true);
         }
         if Instant::now() >= end {
-            frontend_closed = false;
             tracing::warn!(device = %id, state = ?st, "frontend did not close in time; removing the device anyway");
-            break;
+            return Ok(false);
         }
         std::thread::sleep(REMOVE_POLL);
     }
-    force_remove(c, id)?;
-    Ok(RemoveOutcome { frontend_closed })
 }
 
 /// Whether a frontend in this state has (or may have) rings set up, so must be waited for.

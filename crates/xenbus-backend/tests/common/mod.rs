@@ -1,0 +1,279 @@
+//! A Xenstore daemon on a temporary socket, a recording driver, and a fake frontend that writes
+//! its nodes and states as Linux's blkfront and netfront do.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use xenbus_backend::{ClosedPolicy, DeviceId, Driver, FrontendInfo, XenbusState};
+use xenstore::client::Client;
+use xenstore::daemon::{Daemon, DaemonConfig};
+use xenstore::quota::Quotas;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// An in-process Xenstore daemon.
+pub struct Store {
+    pub socket: PathBuf,
+    stop: UnixStream,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("socket");
+        let cfg = DaemonConfig {
+            socket: socket.clone(),
+            state_file: None,
+            save_interval: Duration::from_secs(60),
+            quotas: Quotas::default(),
+            max_clients: 1024,
+        };
+        let (stop_rx, stop) = UnixStream::pair().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut d = Daemon::new(cfg, None).expect("daemon");
+            ready_tx.send(()).unwrap();
+            d.run(Some(stop_rx)).expect("run");
+        });
+        ready_rx.recv_timeout(WAIT).unwrap();
+        Store {
+            socket,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).unwrap()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = (&self.stop).write_all(b"x");
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `f` until it holds, failing the test after [`WAIT`].
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the driver was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Advertise,
+    /// The `ring-ref` and `event-channel` (or `tx-ring-ref`) the frontend gave.
+    Connect(String, String),
+    Disconnect,
+    ConnectedNodes,
+}
+
+/// A driver that records its calls and fails to connect when told to.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub calls: Arc<Mutex<Vec<Call>>>,
+    pub fail: Arc<Mutex<Option<String>>>,
+    pub sectors: Arc<Mutex<u64>>,
+    pub policy: Option<ClosedPolicy>,
+}
+
+impl Recorder {
+    pub fn new(sectors: u64) -> Self {
+        let r = Recorder::default();
+        *r.sectors.lock().unwrap() = sectors;
+        r
+    }
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+    pub fn count(&self, f: impl Fn(&Call) -> bool) -> usize {
+        self.calls().iter().filter(|c| f(c)).count()
+    }
+    pub fn connects(&self) -> usize {
+        self.count(|c| matches!(c, Call::Connect(..)))
+    }
+    pub fn disconnects(&self) -> usize {
+        self.count(|c| *c == Call::Disconnect)
+    }
+}
+
+impl Driver for Recorder {
+    fn advertise(&mut self) -> Vec<(String, String)> {
+        self.calls.lock().unwrap().push(Call::Advertise);
+        vec![
+            ("feature-flush-cache".into(), "1".into()),
+            ("feature-rx-copy".into(), "1".into()),
+        ]
+    }
+    fn connect(&mut self, f: &FrontendInfo) -> Result<(), String> {
+        if let Some(e) = self.fail.lock().unwrap().clone() {
+            return Err(e);
+        }
+        let ring = f
+            .read_u32("ring-ref")
+            .or_else(|_| f.read_u32("tx-ring-ref"))?;
+        let port = f.read_u32("event-channel")?;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Connect(ring.to_string(), port.to_string()));
+        Ok(())
+    }
+    fn disconnect(&mut self) {
+        self.calls.lock().unwrap().push(Call::Disconnect);
+    }
+    fn connected_nodes(&mut self) -> Vec<(String, String)> {
+        self.calls.lock().unwrap().push(Call::ConnectedNodes);
+        vec![
+            ("sectors".into(), self.sectors.lock().unwrap().to_string()),
+            ("info".into(), "0".into()),
+            ("sector-size".into(), "512".into()),
+        ]
+    }
+    fn closed_policy(&self) -> Option<ClosedPolicy> {
+        self.policy
+    }
+}
+
+/// A guest's frontend, on its own connection, writing what Linux writes.
+pub struct Frontend {
+    pub c: Client,
+    pub id: DeviceId,
+}
+
+impl Frontend {
+    pub fn new(store: &Store, id: &DeviceId) -> Self {
+        Frontend {
+            c: store.client(),
+            id: id.clone(),
+        }
+    }
+
+    fn fe(&self, node: &str) -> String {
+        format!("{}/{node}", self.id.frontend_path())
+    }
+
+    fn be(&self, node: &str) -> String {
+        format!("{}/{node}", self.id.backend_path())
+    }
+
+    pub fn backend_node(&mut self, node: &str) -> Option<String> {
+        let p = self.be(node);
+        self.c
+            .read(0, &p)
+            .ok()
+            .map(|v| String::from_utf8(v).unwrap())
+    }
+
+    pub fn backend_state(&mut self) -> Option<XenbusState> {
+        let p = self.be("state");
+        self.c.read(0, &p).ok().and_then(|v| XenbusState::parse(&v))
+    }
+
+    pub fn wait_backend(&mut self, want: XenbusState) {
+        let what = format!("back end of {} to be {want:?}", self.id);
+        wait_until(&what, || self.backend_state() == Some(want));
+    }
+
+    /// Writes the state node raw (a guest may write anything).
+    pub fn write_state_raw(&mut self, v: &[u8]) {
+        let p = self.fe("state");
+        self.c.write(0, &p, v).unwrap();
+    }
+
+    pub fn set_state(&mut self, s: XenbusState) {
+        self.write_state_raw(s.to_string().as_bytes());
+    }
+
+    /// blkfront's `talk_to_blkback`: rings and protocol in a transaction, then Initialised.
+    pub fn blk_offer_rings(&mut self, ring: u32, port: u32) {
+        let tx = self.c.transaction_start().unwrap();
+        for (n, v) in [
+            ("ring-ref", ring.to_string()),
+            ("event-channel", port.to_string()),
+            ("protocol", "x86_64-abi".to_string()),
+            ("feature-persistent", "1".to_string()),
+        ] {
+            let p = self.fe(n);
+            self.c.write(tx, &p, v.as_bytes()).unwrap();
+        }
+        self.c.transaction_end(tx, true).unwrap();
+        self.set_state(XenbusState::Initialised);
+    }
+
+    /// blkfront's `blkfront_connect`: reads the disk's nodes, then Connected. Returns `sectors`.
+    pub fn blk_finish_connect(&mut self) -> u64 {
+        let sectors = self.backend_node("sectors").expect("sectors");
+        assert!(self.backend_node("info").is_some());
+        assert_eq!(self.backend_node("sector-size").as_deref(), Some("512"));
+        self.set_state(XenbusState::Connected);
+        sectors.parse().unwrap()
+    }
+
+    /// A fresh blkfront: InitWait → rings, Initialised; Connected → Connected.
+    pub fn blk_connect(&mut self, ring: u32, port: u32) -> u64 {
+        self.wait_backend(XenbusState::InitWait);
+        self.blk_offer_rings(ring, port);
+        self.wait_backend(XenbusState::Connected);
+        self.blk_finish_connect()
+    }
+
+    /// netfront's `xennet_connect` on InitWait: rings and features, then Connected directly.
+    pub fn net_connect(&mut self, ring: u32, port: u32) {
+        self.wait_backend(XenbusState::InitWait);
+        assert_eq!(self.backend_node("feature-rx-copy").as_deref(), Some("1"));
+        let tx = self.c.transaction_start().unwrap();
+        for (n, v) in [
+            ("tx-ring-ref", ring.to_string()),
+            ("rx-ring-ref", (ring + 1).to_string()),
+            ("event-channel", port.to_string()),
+            ("request-rx-copy", "1".to_string()),
+            ("feature-rx-notify", "1".to_string()),
+        ] {
+            let p = self.fe(n);
+            self.c.write(tx, &p, v.as_bytes()).unwrap();
+        }
+        self.c.transaction_end(tx, true).unwrap();
+        self.set_state(XenbusState::Connected);
+    }
+}
+
+pub fn vbd(domid: u32, devid: u32) -> DeviceId {
+    DeviceId::new("vbd", domid, devid)
+}
+
+/// Device nodes as `create_device` takes them.
+pub type Nodes = Vec<(&'static str, String)>;
+
+/// The nodes libxl gives a disk: the back end's, the frontend's.
+pub fn disk_nodes(devid: u32) -> (Nodes, Nodes) {
+    (
+        vec![
+            ("params", "/images/disk.vhd".into()),
+            ("type", "vhd".into()),
+            ("mode", "w".into()),
+            ("dev", "xvda".into()),
+            ("removable", "0".into()),
+        ],
+        vec![
+            ("virtual-device", devid.to_string()),
+            ("device-type", "disk".into()),
+        ],
+    )
+}
