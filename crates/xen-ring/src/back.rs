@@ -3,7 +3,7 @@
 use std::sync::atomic::{fence, Ordering};
 
 use crate::layout::{
-    needs_notify, RingLayout, REQ_EVENT_OFFSET, REQ_PROD_OFFSET, RSP_EVENT_OFFSET, RSP_PROD_OFFSET,
+    publish, RingLayout, REQ_EVENT_OFFSET, REQ_PROD_OFFSET, RSP_EVENT_OFFSET, RSP_PROD_OFFSET,
 };
 use crate::{RingError, RingPages};
 
@@ -130,16 +130,16 @@ impl<P: RingPages> BackRing<P> {
     /// returns whether the frontend must be notified: iff its `rsp_event` lies among the
     /// responses just published.
     pub fn push_responses_and_check_notify(&mut self) -> Result<bool, RingError> {
-        let old = self.rsp_pushed;
         let new = self.rsp_prod_pvt;
-        // Release: the responses are visible before the index that publishes them.
-        self.pages.store_u32(RSP_PROD_OFFSET, new)?;
+        let notify = publish(
+            &self.pages,
+            RSP_PROD_OFFSET,
+            RSP_EVENT_OFFSET,
+            self.rsp_pushed,
+            new,
+        )?;
         self.rsp_pushed = new;
-        // Full barrier: the frontend's rsp_event must be read after rsp_prod is visible, or a
-        // frontend going to sleep could miss both the responses and the notification.
-        fence(Ordering::SeqCst);
-        let event = self.pages.load_u32(RSP_EVENT_OFFSET)?;
-        Ok(needs_notify(old, new, event))
+        Ok(notify)
     }
 
     /// `RING_FINAL_CHECK_FOR_REQUESTS`: returns `true` if requests are waiting; otherwise asks

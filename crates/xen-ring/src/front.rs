@@ -3,7 +3,7 @@
 use std::sync::atomic::{fence, Ordering};
 
 use crate::layout::{
-    needs_notify, RingLayout, REQ_EVENT_OFFSET, REQ_PROD_OFFSET, RSP_EVENT_OFFSET, RSP_PROD_OFFSET,
+    publish, RingLayout, REQ_EVENT_OFFSET, REQ_PROD_OFFSET, RSP_EVENT_OFFSET, RSP_PROD_OFFSET,
 };
 use crate::{RingError, RingPages};
 
@@ -74,13 +74,16 @@ impl<P: RingPages> FrontRing<P> {
     /// Publishes the requests (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`); returns whether the
     /// backend asked to be notified.
     pub fn push_requests_and_check_notify(&mut self) -> Result<bool, RingError> {
-        let old = self.req_pushed;
         let new = self.req_prod_pvt;
-        self.pages.store_u32(REQ_PROD_OFFSET, new)?;
+        let notify = publish(
+            &self.pages,
+            REQ_PROD_OFFSET,
+            REQ_EVENT_OFFSET,
+            self.req_pushed,
+            new,
+        )?;
         self.req_pushed = new;
-        fence(Ordering::SeqCst);
-        let event = self.pages.load_u32(REQ_EVENT_OFFSET)?;
-        Ok(needs_notify(old, new, event))
+        Ok(notify)
     }
 
     /// Copies the next published response into `buf` and consumes it; `false` if none.

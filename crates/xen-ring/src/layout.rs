@@ -1,6 +1,8 @@
 //! The ring's layout: header offsets and slot arithmetic shared by both ends.
 
-use crate::RingError;
+use std::sync::atomic::{fence, Ordering};
+
+use crate::{RingError, RingPages};
 
 /// Offset of `req_prod` in the ring header.
 pub const REQ_PROD_OFFSET: usize = 0;
@@ -72,4 +74,23 @@ impl RingLayout {
 /// to be notified (its event index is `event`) iff `event` lies in `(old, new]`.
 pub(crate) fn needs_notify(old: u32, new: u32, event: u32) -> bool {
     new.wrapping_sub(event) < new.wrapping_sub(old)
+}
+
+/// Publishes producer index `new` at `prod_off` (the previous one was `old`) and tells
+/// whether the other end, whose event index is at `event_off`, must be notified
+/// (`RING_PUSH_*_AND_CHECK_NOTIFY`).
+pub(crate) fn publish<P: RingPages>(
+    pages: &P,
+    prod_off: usize,
+    event_off: usize,
+    old: u32,
+    new: u32,
+) -> Result<bool, RingError> {
+    // Release: the entries are visible before the index that publishes them.
+    pages.store_u32(prod_off, new)?;
+    // Full barrier: the event index must be read after the producer index is visible, or a
+    // peer going to sleep could miss both the entries and the notification.
+    fence(Ordering::SeqCst);
+    let event = pages.load_u32(event_off)?;
+    Ok(needs_notify(old, new, event))
 }

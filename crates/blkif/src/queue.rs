@@ -1,0 +1,177 @@
+//! One blkif queue: a shared ring, the disk, and the frontend's grants.
+
+use std::sync::Arc;
+
+use block::DiskImage;
+use vm_memory::{ByteValued, GuestMemoryBackend};
+use xen::gnttab::{GrantMapping, GrantTable};
+use xen_ring::{BackRing, GuestRingPages};
+
+use crate::abi::{BlkifResponse, BLKIF_RSP_OKAY, REQUEST_SIZE};
+use crate::connect::map_ring;
+use crate::error::{ConnectError, QueueError};
+use crate::grants::{Grants, MAX_PERSISTENT_GRANTS};
+use crate::metrics::Metrics;
+use crate::request::response_header;
+
+/// Segments per indirect request the backend advertises (`feature-max-indirect-segments`).
+pub const MAX_INDIRECT_SEGMENTS: usize = 256;
+
+/// How a queue behaves; [`QueueConfig::default`] matches what [`crate::backend_features`]
+/// advertises by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Most segments an indirect request may carry (advertised as
+    /// `feature-max-indirect-segments`). Default 256.
+    pub max_indirect_segments: usize,
+    /// Keep data-page mappings across requests (`feature-persistent`, when both ends
+    /// advertise it). Default off.
+    pub persistent_grants: bool,
+    /// Most persistent mappings kept (Linux: 1056 per queue).
+    pub max_persistent_grants: usize,
+    /// Export the disk read-only even if the image is writable (xl's `mode=r`).
+    pub read_only: bool,
+    /// Most requests answered by one [`Queue::process`] call before it returns with
+    /// `more: true`, so that one busy frontend cannot hold the thread forever.
+    pub max_batch: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+            persistent_grants: false,
+            max_persistent_grants: MAX_PERSISTENT_GRANTS,
+            read_only: false,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// What one [`Queue::process`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessOutcome {
+    /// The frontend must be notified on the queue's event channel.
+    pub notify: bool,
+    /// Requests answered.
+    pub requests: u32,
+    /// The batch limit was reached with requests possibly left: call `process` again (the
+    /// frontend will not send another event for them).
+    pub more: bool,
+}
+
+/// One blkif queue (ring): consumes requests, runs them against the disk, answers them.
+///
+/// Build it with [`Queue::new`] once the frontend is `Initialised`, call
+/// [`Queue::process`] whenever the queue's event channel fires (and once after connecting),
+/// and send an event to the frontend when the outcome says so.
+pub struct Queue<M: GuestMemoryBackend + Send + Sync> {
+    pub(crate) ring: BackRing<GuestRingPages<M>>,
+    /// Holds the ring pages' grants in use for as long as the queue lives.
+    _ring_maps: Vec<GrantMapping<M>>,
+    pub(crate) grants: Grants<M>,
+    pub(crate) disk: Arc<dyn DiskImage>,
+    pub(crate) cfg: QueueConfig,
+    pub(crate) metrics: Metrics,
+    /// Bounce buffer, reused across requests.
+    pub(crate) buf: Vec<u8>,
+}
+
+impl<M: GuestMemoryBackend + Send + Sync> std::fmt::Debug for Queue<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("nr_ents", &self.ring.nr_ents())
+            .field("ring_pages", &self._ring_maps.len())
+            .field("grants", &self.grants)
+            .field("disk", &self.disk)
+            .field("cfg", &self.cfg)
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
+
+impl<M: GuestMemoryBackend + Send + Sync> Queue<M> {
+    /// Connects to the ring whose pages the frontend granted as `ring_refs` (in order; from
+    /// [`crate::ring_refs`]), in the guest memory `mem` that `gnttab` also reads. The ring
+    /// pages stay mapped (claimed in the grant table) until the queue is dropped.
+    pub fn new(
+        gnttab: GrantTable<M>,
+        mem: M,
+        disk: Arc<dyn DiskImage>,
+        ring_refs: &[u32],
+        cfg: QueueConfig,
+    ) -> Result<Self, ConnectError> {
+        let (ring, maps) = map_ring(&gnttab, mem, ring_refs)?;
+        Ok(Queue {
+            ring,
+            _ring_maps: maps,
+            grants: Grants::new(gnttab, cfg.persistent_grants, cfg.max_persistent_grants),
+            disk,
+            cfg,
+            metrics: Metrics::default(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Answers every waiting request, then re-arms the ring's event and checks again so that
+    /// no request is left behind (or stops at `max_batch`, see [`ProcessOutcome::more`]).
+    ///
+    /// A bad request is answered with an error status and never reaches the disk. An error
+    /// here means the ring itself is broken (hostile indices, unreachable pages): the caller
+    /// should disconnect the frontend.
+    pub fn process(&mut self) -> Result<ProcessOutcome, QueueError> {
+        let mut out = ProcessOutcome::default();
+        let mut slot = [0u8; REQUEST_SIZE];
+        loop {
+            while self.ring.next_request(&mut slot)? {
+                let (id, operation) = response_header(&slot);
+                let status = match self.handle(&slot) {
+                    Ok(()) => BLKIF_RSP_OKAY,
+                    Err(e) => {
+                        tracing::debug!(id, operation, "blkif request failed: {e}");
+                        self.metrics.count_error(&e);
+                        e.status()
+                    }
+                };
+                self.metrics.requests += 1;
+                let rsp = BlkifResponse {
+                    id,
+                    operation,
+                    status,
+                    ..Default::default()
+                };
+                self.ring.push_response(rsp.as_slice())?;
+                out.requests += 1;
+                if out.requests >= self.cfg.max_batch {
+                    out.notify |= self.ring.push_responses_and_check_notify()?;
+                    out.more = true;
+                    return Ok(out);
+                }
+            }
+            out.notify |= self.ring.push_responses_and_check_notify()?;
+            if !self.ring.final_check_for_requests()? {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Counters since the queue was created.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    /// Slots in the ring.
+    pub fn nr_ents(&self) -> u32 {
+        self.ring.nr_ents()
+    }
+
+    /// Persistent grant mappings currently held.
+    pub fn persistent_grants(&self) -> usize {
+        self.grants.persistent_count()
+    }
+
+    /// Whether the frontend sees the disk as read-only.
+    pub fn read_only(&self) -> bool {
+        self.cfg.read_only || self.disk.read_only()
+    }
+}
