@@ -33,6 +33,9 @@ impl Listener {
     /// Listens on a Unix socket at `path`. A stale socket file (nobody listening) is replaced;
     /// a live one or any other kind of file is an error.
     pub fn bind_unix(path: &Path) -> Result<Listener> {
+        // Absolute, so the URL works from any directory.
+        let path = &std::path::absolute(path)
+            .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
         if let Ok(m) = std::fs::symlink_metadata(path) {
             if !m.file_type().is_socket() {
                 return Err(Error::io(

@@ -1,10 +1,13 @@
 //! `oxen-vhd`: the VHD image tool. Verbs follow blktap's vhd-util (create, snapshot, query,
-//! coalesce, resize, check, repair, read, scan) plus info, convert, clone, map and keygen.
+//! coalesce, resize, check, repair, read, scan) plus info, convert, clone, map, keygen and serve
+//! (NBD export).
 
 mod bench;
 mod convert;
 mod inspect;
+mod live;
 mod manage;
+mod serve;
 mod torture;
 mod util;
 
@@ -54,6 +57,8 @@ enum Cmd {
     Set(manage::SetArgs),
     /// Convert between raw and VHD (sparse-aware).
     Convert(convert::ConvertArgs),
+    /// Export an image over NBD (read-only unless --read-write) until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
     /// Write a new random AES-XTS key file.
     Keygen {
         /// Key file to create.
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::Repair(a) => manage::repair(a),
         Cmd::Set(a) => manage::set(a),
         Cmd::Convert(a) => convert::convert(a),
+        Cmd::Serve(a) => serve::serve(a),
         Cmd::Keygen { file } => manage::keygen(&file),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Torture(a) => torture::torture(a),
