@@ -7,19 +7,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use xenbus_backend::{create_device, Backend, DeviceId, Error, XenbusState::*};
 
-fn start_vbd(
-    store: &Store,
-    domid: u32,
-    devid: u32,
-) -> (DeviceId, Recorder, xenbus_backend::BackendHandle) {
-    let id = vbd(domid, devid);
-    let (be, fe) = disk_nodes(devid);
-    create_device(&mut store.client(), &id, &be, &fe).unwrap();
-    let rec = Recorder::new(2048);
-    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
-    (id, rec, h)
-}
-
 #[test]
 fn blkfront_connects() {
     let store = Store::start();
@@ -120,10 +107,7 @@ fn netfront_unbind_and_bind_again() {
 #[test]
 fn blkfront_unbind_and_bind_again() {
     let store = Store::start();
-    let (id, rec, h) = start_vbd(&store, 4, 51712);
-    let mut f = Frontend::new(&store, &id);
-    f.blk_connect(8, 5);
-    wait_until("connected", || h.is_connected());
+    let (_id, rec, h, mut f) = connected_vbd(&store, 4, 51712);
 
     // Unbind: xenbus_dev_remove writes Closed straight from Connected.
     f.set_state(Closed);
@@ -173,10 +157,7 @@ fn kexec_reset_of_a_parked_disk() {
 #[test]
 fn online_resize_is_seen_by_a_connected_frontend() {
     let store = Store::start();
-    let (id, rec, h) = start_vbd(&store, 3, 51728);
-    let mut f = Frontend::new(&store, &id);
-    f.blk_connect(8, 5);
-    wait_until("connected", || h.is_connected());
+    let (id, rec, h, mut f) = connected_vbd(&store, 3, 51728);
     // blkfront watches the back end's state.
     let state = format!("{}/state", id.backend_path());
     f.c.watch(&state, "be").unwrap();

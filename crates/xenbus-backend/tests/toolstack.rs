@@ -55,15 +55,8 @@ fn create_writes_both_directories_with_libxl_permissions() {
 #[test]
 fn remove_device_with_a_connected_frontend() {
     let store = Store::start();
-    let id = vbd(3, 51712);
-    let (be, fe) = disk_nodes(51712);
     let mut c = store.client();
-    create_device(&mut c, &id, &be, &fe).unwrap();
-    let rec = Recorder::new(2048);
-    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
-    let mut f = Frontend::new(&store, &id);
-    f.blk_connect(8, 5);
-    wait_until("connected", || h.is_connected());
+    let (id, rec, h, mut f) = connected_vbd(&store, 3, 51712);
 
     // The guest: blkback_changed(Closing) → blkfront_closing → Closed.
     let guest = std::thread::spawn(move || {
@@ -84,12 +77,8 @@ fn remove_device_with_a_connected_frontend() {
 #[test]
 fn remove_device_without_a_frontend_driver_does_not_wait() {
     let store = Store::start();
-    let id = vbd(3, 768);
-    let (be, fe) = disk_nodes(768);
     let mut c = store.client();
-    create_device(&mut c, &id, &be, &fe).unwrap();
-    let rec = Recorder::new(1);
-    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
+    let (id, rec, h) = start_vbd(&store, 3, 768);
     Frontend::new(&store, &id).wait_backend(InitWait);
     let t = Instant::now();
     let out = remove_device(&mut c, &id, Duration::from_secs(10)).unwrap();
@@ -106,15 +95,8 @@ fn remove_device_without_a_frontend_driver_does_not_wait() {
 #[test]
 fn remove_device_times_out_on_a_frontend_that_never_closes() {
     let store = Store::start();
-    let id = vbd(3, 51712);
-    let (be, fe) = disk_nodes(51712);
     let mut c = store.client();
-    create_device(&mut c, &id, &be, &fe).unwrap();
-    let rec = Recorder::new(1);
-    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
-    let mut f = Frontend::new(&store, &id);
-    f.blk_connect(8, 5);
-    wait_until("connected", || h.is_connected());
+    let (id, rec, h, _f) = connected_vbd(&store, 3, 51712);
     let t = Instant::now();
     let out = remove_device(&mut c, &id, Duration::from_millis(500)).unwrap();
     assert!(!out.frontend_closed);
@@ -127,15 +109,8 @@ fn remove_device_times_out_on_a_frontend_that_never_closes() {
 #[test]
 fn force_remove_ends_the_back_end() {
     let store = Store::start();
-    let id = vbd(3, 51712);
-    let (be, fe) = disk_nodes(51712);
     let mut c = store.client();
-    create_device(&mut c, &id, &be, &fe).unwrap();
-    let rec = Recorder::new(1);
-    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
-    let mut f = Frontend::new(&store, &id);
-    f.blk_connect(8, 5);
-    wait_until("connected", || h.is_connected());
+    let (id, rec, h, _f) = connected_vbd(&store, 3, 51712);
     c.write(0, &id.error_path(), b"old").unwrap();
     force_remove(&mut c, &id).unwrap();
     wait_until("thread end", || h.is_finished());

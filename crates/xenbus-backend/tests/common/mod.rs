@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use xenbus_backend::{ClosedPolicy, DeviceId, Driver, FrontendInfo, XenbusState};
+use xenbus_backend::{
+    create_device, Backend, BackendHandle, ClosedPolicy, DeviceId, Driver, FrontendInfo,
+    XenbusState,
+};
 use xenstore::client::Client;
 use xenstore::daemon::{Daemon, DaemonConfig};
 use xenstore::quota::Quotas;
@@ -201,19 +204,24 @@ impl Frontend {
         self.write_state_raw(s.to_string().as_bytes());
     }
 
-    /// blkfront's `talk_to_blkback`: rings and protocol in a transaction, then Initialised.
-    pub fn blk_offer_rings(&mut self, ring: u32, port: u32) {
+    /// Writes frontend nodes in one transaction, as the frontends do.
+    fn write_nodes(&mut self, nodes: &[(&str, String)]) {
         let tx = self.c.transaction_start().unwrap();
-        for (n, v) in [
-            ("ring-ref", ring.to_string()),
-            ("event-channel", port.to_string()),
-            ("protocol", "x86_64-abi".to_string()),
-            ("feature-persistent", "1".to_string()),
-        ] {
+        for (n, v) in nodes {
             let p = self.fe(n);
             self.c.write(tx, &p, v.as_bytes()).unwrap();
         }
         self.c.transaction_end(tx, true).unwrap();
+    }
+
+    /// blkfront's `talk_to_blkback`: rings and protocol in a transaction, then Initialised.
+    pub fn blk_offer_rings(&mut self, ring: u32, port: u32) {
+        self.write_nodes(&[
+            ("ring-ref", ring.to_string()),
+            ("event-channel", port.to_string()),
+            ("protocol", "x86_64-abi".to_string()),
+            ("feature-persistent", "1".to_string()),
+        ]);
         self.set_state(XenbusState::Initialised);
     }
 
@@ -238,18 +246,13 @@ impl Frontend {
     pub fn net_connect(&mut self, ring: u32, port: u32) {
         self.wait_backend(XenbusState::InitWait);
         assert_eq!(self.backend_node("feature-rx-copy").as_deref(), Some("1"));
-        let tx = self.c.transaction_start().unwrap();
-        for (n, v) in [
+        self.write_nodes(&[
             ("tx-ring-ref", ring.to_string()),
             ("rx-ring-ref", (ring + 1).to_string()),
             ("event-channel", port.to_string()),
             ("request-rx-copy", "1".to_string()),
             ("feature-rx-notify", "1".to_string()),
-        ] {
-            let p = self.fe(n);
-            self.c.write(tx, &p, v.as_bytes()).unwrap();
-        }
-        self.c.transaction_end(tx, true).unwrap();
+        ]);
         self.set_state(XenbusState::Connected);
     }
 }
@@ -276,4 +279,27 @@ pub fn disk_nodes(devid: u32) -> (Nodes, Nodes) {
             ("device-type", "disk".into()),
         ],
     )
+}
+
+/// A disk created as libxl does, with its back end running on a [`Recorder`] of `sectors`.
+pub fn start_vbd(store: &Store, domid: u32, devid: u32) -> (DeviceId, Recorder, BackendHandle) {
+    let id = vbd(domid, devid);
+    let (be, fe) = disk_nodes(devid);
+    create_device(&mut store.client(), &id, &be, &fe).unwrap();
+    let rec = Recorder::new(2048);
+    let h = Backend::spawn(&store.socket, id.clone(), rec.clone()).unwrap();
+    (id, rec, h)
+}
+
+/// [`start_vbd`] with a blkfront connected to it.
+pub fn connected_vbd(
+    store: &Store,
+    domid: u32,
+    devid: u32,
+) -> (DeviceId, Recorder, BackendHandle, Frontend) {
+    let (id, rec, h) = start_vbd(store, domid, devid);
+    let mut f = Frontend::new(store, &id);
+    f.blk_connect(8, 5);
+    wait_until("connected", || h.is_connected());
+    (id, rec, h, f)
 }
