@@ -200,17 +200,7 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(gref: u32, offset: u16, flags: u16, id: u16, size: u16) -> [u8; TX_SLOT_SIZE] {
-        NetifTxRequest {
-            gref,
-            offset,
-            flags,
-            id,
-            size,
-        }
-        .to_bytes()
-    }
+    use crate::tests::tx_req as req;
 
     fn extra(ty: u8, flags: u8, u: [u8; 6]) -> [u8; TX_SLOT_SIZE] {
         let mut s = [0xee; TX_SLOT_SIZE];

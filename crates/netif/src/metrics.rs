@@ -92,22 +92,22 @@ pub struct TxMetrics {
     pub bytes: u64,
     /// Multicast-control packets answered and not forwarded.
     pub control: u64,
-    dropped: [u64; TxDrop::ALL.len()],
+    dropped: Counts<{ TxDrop::ALL.len() }>,
 }
 
 impl TxMetrics {
     /// Packets dropped for `why`.
     pub fn dropped(&self, why: TxDrop) -> u64 {
-        self.dropped[why as usize]
+        self.dropped.0[why as usize]
     }
 
     /// Packets dropped for any reason.
     pub fn total_dropped(&self) -> u64 {
-        self.dropped.iter().sum()
+        self.dropped.total()
     }
 
     pub(crate) fn drop(&mut self, why: TxDrop) {
-        self.dropped[why as usize] += 1;
+        self.dropped.bump(why as usize);
     }
 }
 
@@ -120,21 +120,41 @@ pub struct RxMetrics {
     pub bytes: u64,
     /// Times a frame had to wait for the guest to post rx requests.
     pub no_slots: u64,
-    dropped: [u64; RxDrop::ALL.len()],
+    dropped: Counts<{ RxDrop::ALL.len() }>,
 }
 
 impl RxMetrics {
     /// Frames dropped for `why`.
     pub fn dropped(&self, why: RxDrop) -> u64 {
-        self.dropped[why as usize]
+        self.dropped.0[why as usize]
     }
 
     /// Frames dropped for any reason.
     pub fn total_dropped(&self) -> u64 {
-        self.dropped.iter().sum()
+        self.dropped.total()
     }
 
     pub(crate) fn drop(&mut self, why: RxDrop) {
-        self.dropped[why as usize] += 1;
+        self.dropped.bump(why as usize);
+    }
+}
+
+/// One counter per drop reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Counts<const N: usize>([u64; N]);
+
+impl<const N: usize> Default for Counts<N> {
+    fn default() -> Self {
+        Counts([0; N])
+    }
+}
+
+impl<const N: usize> Counts<N> {
+    fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    fn bump(&mut self, i: usize) {
+        self.0[i] = self.0[i].saturating_add(1);
     }
 }

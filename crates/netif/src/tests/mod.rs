@@ -25,3 +25,21 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 }
+
+/// A tx request slot.
+pub fn tx_req(
+    gref: u32,
+    offset: u16,
+    flags: u16,
+    id: u16,
+    size: u16,
+) -> [u8; crate::abi::TX_SLOT_SIZE] {
+    crate::abi::NetifTxRequest {
+        gref,
+        offset,
+        flags,
+        id,
+        size,
+    }
+    .to_bytes()
+}

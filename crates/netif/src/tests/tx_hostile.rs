@@ -4,19 +4,9 @@ use xen_ring::{RingError, RingPages, REQ_PROD_OFFSET};
 
 use super::frames::pattern;
 use super::harness::{Net, TX_GREF};
+use super::tx_req as req;
 use crate::abi::*;
 use crate::{NetifError, RxFeatures, TxDrop};
-
-fn req(gref: u32, offset: u16, flags: u16, id: u16, size: u16) -> [u8; TX_SLOT_SIZE] {
-    NetifTxRequest {
-        gref,
-        offset,
-        flags,
-        id,
-        size,
-    }
-    .to_bytes()
-}
 
 fn extra(ty: u8, flags: u8) -> [u8; TX_SLOT_SIZE] {
     let mut s = [0u8; TX_SLOT_SIZE];
