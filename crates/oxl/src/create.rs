@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use vmm::{Vm, VmConfig, VmEvent};
 use xlcfg::{Action, DomainConfig};
 
-use crate::{console, exit, registry, xendomain};
+use crate::{console, devices, exit, registry, vbd, xendomain};
 
 /// `oxl create` arguments, as xl names them.
 #[derive(clap::Args, Debug)]
@@ -150,6 +150,24 @@ pub fn run(args: Args) -> Result<u8> {
             )?),
             None => None,
         };
+        // Disks: their nodes first (as libxl writes them), then the back ends that serve them.
+        let devices = match vm.xen() {
+            Some(x) => {
+                let mut c = xendomain::connect()?;
+                for d in &cfg.disks {
+                    vbd::add(&mut c, reg.record.domid, d)?;
+                }
+                Some(devices::Devices::start(
+                    x,
+                    reg.record.domid,
+                    xendomain::xenstore_socket(),
+                )?)
+            }
+            None if !cfg.disks.is_empty() => {
+                anyhow::bail!("PV disks need the Xen interface (xen_interface = 1)")
+            }
+            None => None,
+        };
         if pv_attach && xen_parts.is_some() {
             // `-c` with no serial port: the PV console is the domain's console.
             console::attach_pv_stdio(&cfg.name)?;
@@ -180,6 +198,7 @@ pub fn run(args: Args) -> Result<u8> {
 
         let event = vm.wait();
         // The domain's Xenstore entries and backends go with the VM (a restart makes new ones).
+        drop(devices);
         drop(xen_parts);
         let (what, action, code) = match &event {
             VmEvent::Poweroff => ("powered off".to_string(), cfg.on_poweroff, exit::POWEROFF),

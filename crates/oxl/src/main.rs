@@ -1,11 +1,15 @@
 //! `oxl`: the xl-compatible command line for Oxen domains.
 
 mod attach;
+mod blockcmd;
 mod console;
 mod create;
+mod ctl;
+mod devices;
 mod registry;
 mod serial_socket;
 mod shutdown;
+mod vbd;
 mod xendomain;
 
 use std::process::ExitCode;
@@ -68,6 +72,17 @@ enum Command {
     Shutdown(shutdown::Args),
     /// Ask a domain's guest to reboot (through `control/shutdown` in Xenstore).
     Reboot(shutdown::Args),
+    /// Attach a disk to a running domain (`disk` syntax of xl.cfg).
+    BlockAttach(blockcmd::AttachArgs),
+    /// Detach a disk from a running domain.
+    BlockDetach(blockcmd::DetachArgs),
+    /// List a domain's disks.
+    BlockList(blockcmd::ListArgs),
+    /// Live snapshot of a running domain's VHD disk: the disk's file becomes the snapshot and
+    /// the domain continues on a new child at the same path.
+    BlockSnapshot(blockcmd::SnapshotArgs),
+    /// Grow a running domain's disk; the guest sees the new size at once.
+    BlockResize(blockcmd::ResizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +116,11 @@ fn main() -> ExitCode {
         Command::Reboot(args) => {
             shutdown::run(args, shutdown::Request::Reboot).map(|_| exit::POWEROFF)
         }
+        Command::BlockAttach(a) => blockcmd::attach(a).map(|_| exit::POWEROFF),
+        Command::BlockDetach(a) => blockcmd::detach(a).map(|_| exit::POWEROFF),
+        Command::BlockList(a) => blockcmd::list(a).map(|_| exit::POWEROFF),
+        Command::BlockSnapshot(a) => blockcmd::snapshot(a).map(|_| exit::POWEROFF),
+        Command::BlockResize(a) => blockcmd::resize(a).map(|_| exit::POWEROFF),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,264 @@
+//! The PV device back ends of a running domain, inside its VMM process.
+//!
+//! The toolstack announces devices the Xen way, by writing their Xenstore nodes
+//! (`vbd.rs`); this module watches the domain's `backend/vbd` directory and starts a
+//! `blkback::Vbd` for each new device, and drops it once its directory is gone (after
+//! `block-detach`). Live snapshots and resizes arrive on the domain's control socket
+//! (`ctl.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use blkback::{Format, Vbd, VbdConfig};
+use pv_host::DomainHost;
+use xenstore::client::Client;
+
+use crate::ctl::{self, Request};
+use crate::vbd;
+
+type Vbds = Arc<Mutex<BTreeMap<u32, Vbd>>>;
+
+/// The domain's device back ends; dropping it stops them.
+pub struct Devices {
+    domid: u32,
+    xenstore: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    vbds: Vbds,
+    _ctl: ctl::Server,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices").finish_non_exhaustive()
+    }
+}
+
+impl Devices {
+    /// Starts watching domain `domid`'s devices in Xenstore (at `xenstore`).
+    pub fn start(host: Arc<dyn DomainHost>, domid: u32, xenstore: PathBuf) -> Result<Devices> {
+        let vbds: Vbds = Arc::default();
+        let mut client = Client::connect(&xenstore)
+            .with_context(|| format!("connecting to Xenstore at {}", xenstore.display()))?;
+        let dir = format!("/local/domain/0/backend/vbd/{domid}");
+        client
+            .watch(&dir, "vbd")
+            .with_context(|| format!("watching {dir}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut watcher = Watcher {
+            host,
+            domid,
+            xenstore: xenstore.clone(),
+            client,
+            dir,
+            vbds: vbds.clone(),
+            refused: BTreeSet::new(),
+        };
+        // Devices written before the VMM started (xl.cfg disks) start now, not on the
+        // first watch event, so the guest finds them ready.
+        watcher.sync();
+        let stop_in = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("devices-{domid}"))
+            .spawn(move || watcher.run(&stop_in))
+            .context("starting the device watcher")?;
+        let ctl_vbds = vbds.clone();
+        let ctl = ctl::Server::start(domid, Arc::new(move |req| control(&ctl_vbds, req)))?;
+        Ok(Devices {
+            domid,
+            xenstore,
+            stop,
+            thread: Some(thread),
+            vbds,
+            _ctl: ctl,
+        })
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // The guest is gone: close each vbd (its threads end, its image is flushed when the
+        // last handle goes) and remove the device nodes, as libxl does at destroy.
+        let vbds = std::mem::take(&mut *lock(&self.vbds));
+        let ids: Vec<_> = vbds.values().map(|v| v.id().clone()).collect();
+        for (_, v) in vbds {
+            v.close();
+        }
+        if let Ok(mut c) = Client::connect(&self.xenstore) {
+            let listed = c
+                .directory(0, &format!("/local/domain/0/backend/vbd/{}", self.domid))
+                .unwrap_or_default();
+            let more = listed
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .map(|devid| vbd::device_id(self.domid, devid));
+            for id in ids.into_iter().chain(more) {
+                let _ = xenbus_backend::force_remove(&mut c, &id);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Watcher {
+    host: Arc<dyn DomainHost>,
+    domid: u32,
+    xenstore: PathBuf,
+    client: Client,
+    dir: String,
+    vbds: Vbds,
+    /// Devices whose start failed: not retried until their directory goes away.
+    refused: BTreeSet<u32>,
+}
+
+impl Watcher {
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            match self.client.next_event(Duration::from_millis(200)) {
+                Ok(Some(_)) => self.sync(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("device watcher: {e}; reconnecting");
+                    std::thread::sleep(Duration::from_millis(500));
+                    if self.client.reconnect(Duration::from_secs(5)).is_ok() {
+                        let _ = self.client.watch(&self.dir, "vbd");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts devices that appeared, forgets those that went away.
+    fn sync(&mut self) {
+        let present: BTreeSet<u32> = self
+            .client
+            .directory(0, &self.dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        self.refused.retain(|d| present.contains(d));
+        let running: BTreeSet<u32> = {
+            let mut vbds = lock(&self.vbds);
+            vbds.retain(|devid, v| present.contains(devid) || !v.is_finished());
+            vbds.keys().copied().collect()
+        };
+        for devid in present {
+            if running.contains(&devid) || self.refused.contains(&devid) {
+                continue;
+            }
+            match self.start_vbd(devid) {
+                Ok(Some(v)) => {
+                    lock(&self.vbds).insert(devid, v);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(domid = self.domid, devid, "disk not started: {e:#}");
+                    let id = vbd::device_id(self.domid, devid);
+                    let _ = self
+                        .client
+                        .write(0, &id.error_path(), format!("{e:#}").as_bytes());
+                    self.refused.insert(devid);
+                }
+            }
+        }
+    }
+
+    /// Starts device `devid` if its nodes are complete and it is online.
+    fn start_vbd(&mut self, devid: u32) -> Result<Option<Vbd>> {
+        let id = vbd::device_id(self.domid, devid);
+        let be = id.backend_path();
+        let mut read = |name: &str| -> Option<String> {
+            self.client
+                .read(0, &format!("{be}/{name}"))
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).trim().to_string())
+        };
+        // The toolstack writes everything in one transaction; a half-written directory is
+        // one being removed.
+        let (Some(params), Some(online)) = (read("params"), read("online")) else {
+            return Ok(None);
+        };
+        if online != "1" {
+            return Ok(None);
+        }
+        let format_name = read(vbd::NODE_FORMAT).unwrap_or_else(|| "raw".into());
+        let format = Format::parse(&format_name)
+            .ok_or_else(|| anyhow!("unknown disk format '{format_name}'"))?;
+        let read_only = match read("mode").as_deref() {
+            Some("r") => true,
+            Some("w") | None => false,
+            Some(m) => bail!("bad mode '{m}' (r or w)"),
+        };
+        let key = match read(vbd::NODE_KEY) {
+            Some(k) if !k.is_empty() => Some(
+                block::crypt::Key::from_file(Path::new(&k))
+                    .with_context(|| format!("reading the key file {k}"))?,
+            ),
+            _ => None,
+        };
+        let max_queues = read(vbd::NODE_QUEUES)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1);
+        let persistent_grants = read(vbd::NODE_PERSISTENT).as_deref() == Some("1");
+        let cfg = VbdConfig {
+            path: PathBuf::from(params),
+            format,
+            read_only,
+            key,
+            max_queues,
+            persistent_grants,
+        };
+        tracing::info!(domid = self.domid, devid, ?cfg.path, "starting disk");
+        Ok(Some(Vbd::start(
+            self.host.clone(),
+            &self.xenstore,
+            id,
+            cfg,
+        )?))
+    }
+}
+
+/// Finds the vbd named `vdev` (`xvda` or a device number).
+fn with_vbd<T>(vbds: &Vbds, vdev: &str, f: impl FnOnce(&Vbd) -> Result<T>) -> Result<T> {
+    let devid = xlcfg::vdev_number(vdev)
+        .or_else(|e| vdev.parse::<u32>().map_err(|_| anyhow!("{e}")))
+        .with_context(|| format!("'{vdev}' is not a virtual device"))?;
+    let vbds = lock(vbds);
+    let v = vbds
+        .get(&devid)
+        .ok_or_else(|| anyhow!("the domain has no disk {vdev}"))?;
+    f(v)
+}
+
+/// Answers a control-socket request.
+fn control(vbds: &Vbds, req: Request) -> Result<String> {
+    match req {
+        Request::BlockSnapshot { vdev, name } => with_vbd(vbds, &vdev, |v| {
+            let (snap, held) = v.snapshot(name.as_deref().map(Path::new))?;
+            tracing::info!(%vdev, ?snap, held_us = held.as_micros() as u64, "live snapshot");
+            Ok(format!(
+                "{} (I/O held {:.1} ms; {vdev} continues on {})",
+                snap.display(),
+                held.as_secs_f64() * 1e3,
+                v.path().display()
+            ))
+        }),
+        Request::BlockResize { vdev, size } => with_vbd(vbds, &vdev, |v| {
+            v.resize(size)?;
+            Ok(format!("{vdev} is now {size} bytes"))
+        }),
+    }
+}
