@@ -45,7 +45,9 @@ pub struct DiskSpec {
     pub direct_io_safe: bool,
     /// Key file of an encrypted image (Oxen's `key=`).
     pub key: Option<PathBuf>,
-    /// Offer persistent grants to the frontend (Oxen's `persistent-grants`, default on).
+    /// Offer persistent grants to the frontend (Oxen's `persistent-grants`). Off by default:
+    /// mapping a grant costs Oxen no hypercall, while persistent grants make the frontend copy
+    /// every request through bounce buffers.
     pub persistent_grants: bool,
     /// Most queues the backend offers (Oxen's `queues=`, 1 to 16); `None` leaves it to the backend.
     pub queues: Option<u8>,
@@ -338,7 +340,7 @@ impl Draft {
             discard: self.discard.unwrap_or(true),
             direct_io_safe: self.direct_io_safe,
             key: self.key.filter(|k| !k.is_empty()).map(PathBuf::from),
-            persistent_grants: self.persistent_grants.unwrap_or(true),
+            persistent_grants: self.persistent_grants.unwrap_or(false),
             queues: self.queues,
             ring_page_order: self.ring_page_order,
         })
