@@ -137,7 +137,10 @@ fn key_value_form_and_target_taking_the_rest() {
 #[test]
 fn oxen_extensions_and_defaults() {
     let d = disk("/t,,xvda");
-    assert!(d.discard && !d.persistent_grants && !d.direct_io_safe, "persistent grants are opt-in");
+    assert!(
+        d.discard && !d.persistent_grants && !d.direct_io_safe,
+        "persistent grants are opt-in"
+    );
     assert_eq!((d.key, d.queues, d.ring_page_order), (None, None, None));
     let d = disk(
         "key=/etc/oxen/k.key,queues=4,ring-page-order=2,persistent-grants,no-persistent-grants,\
