@@ -25,6 +25,8 @@ pub trait EventPort: Send + Sync + std::fmt::Debug {
 pub trait DomainHost: Send + Sync + std::fmt::Debug {
     /// The guest's domain id.
     fn domid(&self) -> u32;
+    /// Guest memory, where the granted pages live.
+    fn memory(&self) -> GuestMemoryMmap;
     /// The guest's grant table (backends act as the backend domain, dom0).
     fn grant_table(&self) -> GrantTable<GuestMemoryMmap>;
     /// Binds the guest's unbound port `guest_port` (allocated by the frontend for dom0).

@@ -442,6 +442,10 @@ impl pv_host::DomainHost for XenDomain {
         u32::from(self.hv.info().domid)
     }
 
+    fn memory(&self) -> GuestMemoryMmap {
+        self.ram.mem.clone()
+    }
+
     fn grant_table(&self) -> GrantTable<GuestMemoryMmap> {
         XenDomain::grant_table(self)
     }
