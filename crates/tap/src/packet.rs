@@ -108,7 +108,7 @@ impl PacketSocket {
                 return Err(e);
             }
             let frame = &buf[..n as usize];
-            if from.sll_pkttype != libc::PACKET_OUTGOING as u8 && want(frame) {
+            if from.sll_pkttype != libc::PACKET_OUTGOING && want(frame) {
                 return Ok(Some(frame.to_vec()));
             }
         }
