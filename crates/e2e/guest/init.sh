@@ -4,7 +4,8 @@
 # diag (print the guest's timer and interrupt setup, check that sleeping works, power off),
 # dmesg (print the kernel log, e.g. with initcall_debug to see where boot time goes), xen (report
 # the Xen interface, run a shell on hvc0, wait for Xenstore's shutdown request) or xenpanic (the
-# same, then panic without pvpanic).
+# same, then panic without pvpanic), or script (load the modules listed in oxen.modprobe=A,B, run
+# the test's own /test.sh shipped in the initramfs, print OXEN-SCRIPT-EXIT=N and power off).
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -17,9 +18,11 @@ sleep 1
 echo "OXEN-SLEPT"
 dmesg | grep -i 'hypervisor detected' | sed 's/^/OXEN-DMESG: /'
 action=poweroff
+modules=
 for word in $(cat /proc/cmdline); do
   case $word in
     oxen.action=*) action=${word#oxen.action=} ;;
+    oxen.modprobe=*) modules=$(echo "${word#oxen.modprobe=}" | tr , ' ') ;;
   esac
 done
 echo "OXEN-ACTION=$action"
@@ -67,6 +70,20 @@ case $action in
     setsid sh -c 'exec sh -l </dev/hvc0 >/dev/hvc0 2>&1' &
     echo "OXEN-XEN-READY"
     while :; do sleep 1; done
+    ;;
+  script)
+    # busybox modprobe adds MODULE.PARAM=VALUE words of the kernel command line itself.
+    for m in $modules; do
+      modprobe "$m" || echo "OXEN-ERROR: cannot load $m"
+    done
+    if [ -f /test.sh ]; then
+      sh /test.sh
+      echo "OXEN-SCRIPT-EXIT=$?"
+    else
+      echo "OXEN-ERROR: no /test.sh in the initramfs"
+    fi
+    sync
+    poweroff -f
     ;;
   *) poweroff -f ;;
 esac

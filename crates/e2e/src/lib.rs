@@ -48,17 +48,46 @@ pub fn guest_kernel() -> PathBuf {
 
 /// Builds the test guest's initramfs (busybox, `guest/init.sh`, pvpanic module) into `dir`.
 pub fn guest_initramfs(dir: &Path) -> PathBuf {
+    guest_initramfs_with(dir, &[], &[], &[])
+}
+
+/// A file of this crate's `guest/` directory (guest-side scripts to ship with
+/// [`guest_initramfs_with`]).
+pub fn guest_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("guest")
+        .join(name)
+}
+
+/// Builds the test guest's initramfs into `dir` like [`guest_initramfs`], plus the kernel
+/// `modules` (with their dependencies, for `modprobe`), host `binaries` (absolute paths; each
+/// with the shared libraries it loads, at the same paths in the image) and `files` (host source,
+/// absolute destination in the image; a `/test.sh` is what `oxen.action=script` runs).
+pub fn guest_initramfs_with(
+    dir: &Path,
+    modules: &[&str],
+    binaries: &[&str],
+    files: &[(&Path, &str)],
+) -> PathBuf {
     let out = dir.join("guest.cpio.gz");
-    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest/init.sh");
-    let status = Command::new(repo_root().join("testhost/mkguest"))
-        .arg("--init")
-        .arg(&init)
-        .arg("--module")
-        .arg("pvpanic-mmio")
+    let mut cmd = Command::new(repo_root().join("testhost/mkguest"));
+    cmd.arg("--init")
+        .arg(guest_file("init.sh"))
         .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("running testhost/mkguest");
+        .arg(&out);
+    for m in std::iter::once(&"pvpanic-mmio").chain(modules) {
+        cmd.arg("--module").arg(m);
+    }
+    for b in binaries {
+        cmd.arg("--binary").arg(b);
+    }
+    for (src, dest) in files {
+        let mut spec = src.as_os_str().to_owned();
+        spec.push(":");
+        spec.push(dest);
+        cmd.arg("--file").arg(spec);
+    }
+    let status = cmd.status().expect("running testhost/mkguest");
     assert!(status.success(), "testhost/mkguest failed");
     out
 }
@@ -122,6 +151,38 @@ impl Outcome {
     pub fn expect(&self, key: &str) -> String {
         self.value(key)
             .unwrap_or_else(|| panic!("no {key}= in the scenario output:\n{}", self.log))
+    }
+
+    /// The lines between the line `--- TITLE` and the next line starting with `---` (a part of
+    /// the log a scenario set apart, e.g. one boot's serial output), as an outcome of its own
+    /// with the same status. Empty if there is no such part.
+    pub fn section(&self, title: &str) -> Outcome {
+        let head = format!("--- {title}");
+        let log = self
+            .log
+            .lines()
+            .skip_while(|l| l.trim_end() != head)
+            .skip(1)
+            .take_while(|l| !l.starts_with("---"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Outcome {
+            status: self.status,
+            log,
+        }
+    }
+
+    /// Every value of lines that start with `KEY=` (leading blanks ignored), in order.
+    pub fn values(&self, key: &str) -> Vec<String> {
+        let pat = format!("{key}=");
+        self.log
+            .lines()
+            .filter_map(|l| {
+                l.trim_start()
+                    .strip_prefix(&pat)
+                    .map(|v| v.trim().to_string())
+            })
+            .collect()
     }
 
     /// How many lines contain `needle`.
@@ -196,7 +257,12 @@ pub fn run_scenario(name: &str, args: &[String], timeout_secs: u32) -> Outcome {
 
 /// Common arguments for scenarios: oxl, kernel and a fresh guest initramfs in `dir`.
 pub fn base_args(dir: &Path) -> Vec<String> {
-    [oxl(), guest_kernel(), guest_initramfs(dir)]
+    base_args_with(guest_initramfs(dir))
+}
+
+/// Common arguments for scenarios with a given guest initramfs: oxl, kernel and `initrd`.
+pub fn base_args_with(initrd: PathBuf) -> Vec<String> {
+    [oxl(), guest_kernel(), initrd]
         .iter()
         .map(|p| p.display().to_string())
         .collect()
