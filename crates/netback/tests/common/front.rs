@@ -26,6 +26,8 @@ pub struct FrontOptions {
     pub split: bool,
     /// Extra nodes written (and overriding the defaults), e.g. `request-rx-copy` = 0.
     pub extra: Vec<(String, String)>,
+    /// Post no receive buffers when connecting.
+    pub no_rx_bufs: bool,
 }
 
 impl Default for FrontOptions {
@@ -34,6 +36,7 @@ impl Default for FrontOptions {
             queues: 1,
             split: false,
             extra: Vec::new(),
+            no_rx_bufs: false,
         }
     }
 }
@@ -154,7 +157,9 @@ impl Netfront {
         self.write_config(o);
         self.wait_backend(XenbusState::Connected);
         for q in &mut self.queues {
-            q.post_rx_all();
+            if !o.no_rx_bufs {
+                q.post_rx_all();
+            }
         }
     }
 
@@ -305,9 +310,12 @@ impl FrontQueue {
                 return None;
             }
             let call = &self.rx_port().call;
-            if readable(call, left) {
-                let _ = call.read();
+            if !readable(call, left) {
+                // Not notified in time (a frame published without a notification counts as
+                // not received).
+                return None;
             }
+            let _ = call.read();
         }
     }
 
