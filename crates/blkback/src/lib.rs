@@ -12,12 +12,12 @@ mod driver;
 mod queue;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use blkif::{Metrics, QueueConfig};
 use block::crypt::Key;
 use pv_host::DomainHost;
-use xenbus_backend::{Backend, BackendHandle, DeviceId};
+use xenbus_backend::{Backend, BackendHandle, DeviceId, NodeWriter, XenbusState};
 
 pub use disk::{Format, SwapDisk};
 
@@ -106,6 +106,10 @@ impl Vbd {
         let shared = Arc::new(queue::Shared::default());
         let name = format!("vbd{}.{}", id.domid, id.devid);
         let fail_name = name.clone();
+        // A broken ring closes the device as xenbus_dev_fatal would: back end Closing, so the
+        // frontend closes too (and may connect again with fresh rings).
+        let writer: Arc<OnceLock<NodeWriter>> = Arc::default();
+        let fail_writer = writer.clone();
         let driver = driver::VbdDriver {
             host,
             disk: disk.clone(),
@@ -118,11 +122,15 @@ impl Vbd {
             name,
             shared: shared.clone(),
             on_fail: Arc::new(move |msg| {
-                tracing::warn!(vbd = %fail_name, "{msg}");
+                tracing::warn!(vbd = %fail_name, "{msg}; closing the device");
+                if let Some(w) = fail_writer.get() {
+                    let _ = w.write_node("state", &XenbusState::Closing.to_string());
+                }
             }),
             queues: Vec::new(),
         };
         let handle = Backend::spawn(xenstore, id, driver)?;
+        let _ = writer.set(handle.node_writer());
         Ok(Vbd {
             handle,
             disk,

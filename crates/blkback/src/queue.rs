@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     pub(crate) live: Mutex<Vec<Metrics>>,
     /// Counters of queues of earlier connections.
     pub(crate) retired: Mutex<Metrics>,
-    /// Set by a queue whose ring broke (hostile indices): the device closes.
+    /// Set by a queue whose ring broke (hostile indices); the device then closes.
     pub(crate) failed: Mutex<Option<String>>,
 }
 
@@ -89,8 +89,10 @@ impl QueueThread {
                         match serve(&mut queue, port.as_ref()) {
                             Ok(()) => {}
                             Err(e) => {
+                                if let Some(m) = lock(&shared.live).get_mut(index) {
+                                    *m = queue.metrics();
+                                }
                                 let msg = format!("{name}: {e}");
-                                tracing::warn!("{msg}; closing the device");
                                 *lock(&shared.failed) = Some(msg.clone());
                                 on_fail(msg);
                                 return;

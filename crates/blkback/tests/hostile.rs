@@ -36,6 +36,10 @@ fn wild_ring_indices_stop_only_that_domain() {
     assert!(why.contains("overflow"), "{why}");
     // A's queue thread is gone: its port is unbound and its ring unmapped.
     wait_until("A's port unbound", || !dom_a.is_bound(port_a));
+    // The device closes, as xenbus_dev_fatal would make it, so A's frontend learns of it.
+    wait_until("A's back end Closing", || {
+        fa.backend_state() == Some(Closing)
+    });
     assert_eq!(dom_a.table.entries_in_use(), 0);
     fa.q(0).port.kick.write(1).unwrap();
     assert!(!fa.q(0).response_within(Duration::from_millis(50)));
