@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use vmm::{Vm, VmConfig, VmEvent};
 use xlcfg::{Action, DomainConfig};
 
-use crate::{console, devices, exit, registry, vbd, xendomain};
+use crate::{console, devices, exit, registry, vbd, vif, xendomain};
 
 /// `oxl create` arguments, as xl names them.
 #[derive(clap::Args, Debug)]
@@ -157,14 +157,19 @@ pub fn run(args: Args) -> Result<u8> {
                 for d in &cfg.disks {
                     vbd::add(&mut c, reg.record.domid, d)?;
                 }
+                for v in &cfg.vifs {
+                    vif::add(&mut c, reg.record.domid, v)?;
+                }
                 Some(devices::Devices::start(
                     x,
                     reg.record.domid,
                     xendomain::xenstore_socket(),
                 )?)
             }
-            None if !cfg.disks.is_empty() => {
-                anyhow::bail!("PV disks need the Xen interface (xen_interface = 1)")
+            None if !cfg.disks.is_empty() || !cfg.vifs.is_empty() => {
+                anyhow::bail!(
+                    "PV disks and network interfaces need the Xen interface (xen_interface = 1)"
+                )
             }
             None => None,
         };

@@ -19,7 +19,8 @@ use pv_host::DomainHost;
 use xenstore::client::Client;
 
 use crate::ctl::{self, Request};
-use crate::vbd;
+use crate::{vbd, vif};
+use netback::{Vif, VifConfig};
 
 type Vbds = Arc<Mutex<BTreeMap<u32, Vbd>>>;
 
@@ -45,23 +46,25 @@ impl Devices {
         let vbds: Vbds = Arc::default();
         let mut client = Client::connect(&xenstore)
             .with_context(|| format!("connecting to Xenstore at {}", xenstore.display()))?;
-        let dir = format!("/local/domain/0/backend/vbd/{domid}");
-        client
-            .watch(&dir, "vbd")
-            .with_context(|| format!("watching {dir}"))?;
+        for kind in KINDS {
+            let dir = kind_dir(kind, domid);
+            client
+                .watch(&dir, kind)
+                .with_context(|| format!("watching {dir}"))?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let mut watcher = Watcher {
             host,
             domid,
             xenstore: xenstore.clone(),
             client,
-            dir,
             vbds: vbds.clone(),
+            vifs: BTreeMap::new(),
             refused: BTreeSet::new(),
         };
         // Devices written before the VMM started (xl.cfg disks) start now, not on the
         // first watch event, so the guest finds them ready.
-        watcher.sync();
+        watcher.sync_all();
         let stop_in = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("devices-{domid}"))
@@ -94,14 +97,19 @@ impl Drop for Devices {
             v.close();
         }
         if let Ok(mut c) = Client::connect(&self.xenstore) {
-            let listed = c
-                .directory(0, &format!("/local/domain/0/backend/vbd/{}", self.domid))
-                .unwrap_or_default();
-            let more = listed
-                .iter()
-                .filter_map(|d| d.parse().ok())
-                .map(|devid| vbd::device_id(self.domid, devid));
-            for id in ids.into_iter().chain(more) {
+            let mut all = ids;
+            for kind in KINDS {
+                let listed = c
+                    .directory(0, &kind_dir(kind, self.domid))
+                    .unwrap_or_default();
+                all.extend(
+                    listed
+                        .iter()
+                        .filter_map(|d| d.parse().ok())
+                        .map(|devid| xenbus_backend::DeviceId::new(kind, self.domid, devid)),
+                );
+            }
+            for id in all {
                 let _ = xenbus_backend::force_remove(&mut c, &id);
             }
         }
@@ -112,80 +120,147 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The device kinds served.
+const KINDS: [&str; 2] = ["vbd", "vif"];
+
+/// Where the toolstack announces devices of `kind` for `domid`.
+fn kind_dir(kind: &str, domid: u32) -> String {
+    format!("/local/domain/0/backend/{kind}/{domid}")
+}
+
 struct Watcher {
     host: Arc<dyn DomainHost>,
     domid: u32,
     xenstore: PathBuf,
     client: Client,
-    dir: String,
     vbds: Vbds,
+    vifs: BTreeMap<u32, Vif>,
     /// Devices whose start failed: not retried until their directory goes away.
-    refused: BTreeSet<u32>,
+    refused: BTreeSet<(&'static str, u32)>,
 }
 
 impl Watcher {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
             match self.client.next_event(Duration::from_millis(200)) {
-                Ok(Some(_)) => self.sync(),
+                Ok(Some(_)) => self.sync_all(),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("device watcher: {e}; reconnecting");
                     std::thread::sleep(Duration::from_millis(500));
                     if self.client.reconnect(Duration::from_secs(5)).is_ok() {
-                        let _ = self.client.watch(&self.dir, "vbd");
+                        for kind in KINDS {
+                            let _ = self.client.watch(&kind_dir(kind, self.domid), kind);
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Starts devices that appeared, forgets those that went away.
-    fn sync(&mut self) {
+    fn sync_all(&mut self) {
+        for kind in KINDS {
+            self.sync(kind);
+        }
+    }
+
+    /// Starts devices of `kind` that appeared, forgets those that went away.
+    fn sync(&mut self, kind: &'static str) {
         let present: BTreeSet<u32> = self
             .client
-            .directory(0, &self.dir)
+            .directory(0, &kind_dir(kind, self.domid))
             .unwrap_or_default()
             .iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        self.refused.retain(|d| present.contains(d));
-        let running: BTreeSet<u32> = {
+        self.refused
+            .retain(|(k, d)| *k != kind || present.contains(d));
+        let running: BTreeSet<u32> = if kind == "vbd" {
             let mut vbds = lock(&self.vbds);
             vbds.retain(|devid, v| present.contains(devid) || !v.is_finished());
             vbds.keys().copied().collect()
+        } else {
+            self.vifs
+                .retain(|devid, v| present.contains(devid) || !v.is_finished());
+            self.vifs.keys().copied().collect()
         };
         for devid in present {
-            if running.contains(&devid) || self.refused.contains(&devid) {
+            if running.contains(&devid) || self.refused.contains(&(kind, devid)) {
                 continue;
             }
-            match self.start_vbd(devid) {
-                Ok(Some(v)) => {
-                    lock(&self.vbds).insert(devid, v);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(domid = self.domid, devid, "disk not started: {e:#}");
-                    let id = vbd::device_id(self.domid, devid);
-                    let _ = self
-                        .client
-                        .write(0, &id.error_path(), format!("{e:#}").as_bytes());
-                    self.refused.insert(devid);
-                }
+            let started = if kind == "vbd" {
+                self.start_vbd(devid)
+                    .map(|v| v.map(|v| lock(&self.vbds).insert(devid, v)).is_some())
+            } else {
+                self.start_vif(devid)
+                    .map(|v| v.map(|v| self.vifs.insert(devid, v)).is_some())
+            };
+            if let Err(e) = started {
+                tracing::error!(domid = self.domid, devid, kind, "device not started: {e:#}");
+                let id = xenbus_backend::DeviceId::new(kind, self.domid, devid);
+                let _ = self
+                    .client
+                    .write(0, &id.error_path(), format!("{e:#}").as_bytes());
+                self.refused.insert((kind, devid));
             }
         }
+    }
+
+    /// Reads node `name` of device `id`'s back-end directory.
+    fn node(&mut self, id: &xenbus_backend::DeviceId, name: &str) -> Option<String> {
+        self.client
+            .read(0, &format!("{}/{name}", id.backend_path()))
+            .ok()
+            .map(|v| String::from_utf8_lossy(&v).trim().to_string())
+    }
+
+    /// Starts interface `devid` if its nodes are complete and it is online.
+    fn start_vif(&mut self, devid: u32) -> Result<Option<Vif>> {
+        let id = vif::device_id(self.domid, devid);
+        let (Some(mac), Some(online)) = (self.node(&id, "mac"), self.node(&id, "online")) else {
+            return Ok(None);
+        };
+        if online != "1" {
+            return Ok(None);
+        }
+        let mac = parse_mac(&mac)?;
+        let mut cfg = VifConfig::new(mac);
+        cfg.bridge = self.node(&id, "bridge").filter(|b| !b.is_empty());
+        cfg.vifname = self.node(&id, "vifname").filter(|b| !b.is_empty());
+        cfg.script = match self.node(&id, "script").as_deref() {
+            // Xen's default script only joins the bridge, which Oxen does itself.
+            None | Some("") | Some("vif-bridge") => None,
+            Some(s) if s.starts_with('/') => Some(PathBuf::from(s)),
+            Some(s) => bail!("hotplug script '{s}' must be an absolute path (or vif-bridge)"),
+        };
+        cfg.rate = match self.node(&id, "rate") {
+            Some(r) if !r.is_empty() => {
+                let (b, us) = r
+                    .split_once(',')
+                    .and_then(|(b, us)| Some((b.parse().ok()?, us.parse().ok()?)))
+                    .ok_or_else(|| anyhow!("bad rate node '{r}' (bytes,microseconds)"))?;
+                Some((b, us))
+            }
+            _ => None,
+        };
+        cfg.mtu = self.node(&id, "mtu").and_then(|m| m.parse().ok());
+        cfg.max_queues = self
+            .node(&id, vif::NODE_QUEUES)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1);
+        tracing::info!(domid = self.domid, devid, "starting vif");
+        Ok(Some(Vif::start(
+            self.host.clone(),
+            &self.xenstore,
+            id,
+            cfg,
+        )?))
     }
 
     /// Starts device `devid` if its nodes are complete and it is online.
     fn start_vbd(&mut self, devid: u32) -> Result<Option<Vbd>> {
         let id = vbd::device_id(self.domid, devid);
-        let be = id.backend_path();
-        let mut read = |name: &str| -> Option<String> {
-            self.client
-                .read(0, &format!("{be}/{name}"))
-                .ok()
-                .map(|v| String::from_utf8_lossy(&v).trim().to_string())
-        };
+        let mut read = |name: &str| self.node(&id, name);
         // The toolstack writes everything in one transaction; a half-written directory is
         // one being removed.
         let (Some(params), Some(online)) = (read("params"), read("online")) else {
@@ -229,6 +304,18 @@ impl Watcher {
             cfg,
         )?))
     }
+}
+
+/// Parses `00:16:3e:01:02:03`.
+fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("bad MAC address '{s}'"))?;
+    parts
+        .try_into()
+        .map_err(|_| anyhow!("bad MAC address '{s}'"))
 }
 
 /// Finds the vbd named `vdev` (`xvda` or a device number).

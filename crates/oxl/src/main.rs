@@ -6,10 +6,12 @@ mod console;
 mod create;
 mod ctl;
 mod devices;
+mod netcmd;
 mod registry;
 mod serial_socket;
 mod shutdown;
 mod vbd;
+mod vif;
 mod xendomain;
 
 use std::process::ExitCode;
@@ -83,6 +85,12 @@ enum Command {
     BlockSnapshot(blockcmd::SnapshotArgs),
     /// Grow a running domain's disk; the guest sees the new size at once.
     BlockResize(blockcmd::ResizeArgs),
+    /// Attach a network interface to a running domain (`vif` syntax of xl.cfg).
+    NetworkAttach(netcmd::AttachArgs),
+    /// Detach a network interface (by devid or MAC) from a running domain.
+    NetworkDetach(netcmd::DetachArgs),
+    /// List a domain's network interfaces.
+    NetworkList(blockcmd::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -121,6 +129,9 @@ fn main() -> ExitCode {
         Command::BlockList(a) => blockcmd::list(a).map(|_| exit::POWEROFF),
         Command::BlockSnapshot(a) => blockcmd::snapshot(a).map(|_| exit::POWEROFF),
         Command::BlockResize(a) => blockcmd::resize(a).map(|_| exit::POWEROFF),
+        Command::NetworkAttach(a) => netcmd::attach(a).map(|_| exit::POWEROFF),
+        Command::NetworkDetach(a) => netcmd::detach(a).map(|_| exit::POWEROFF),
+        Command::NetworkList(a) => netcmd::list(a).map(|_| exit::POWEROFF),
     };
     match result {
         Ok(code) => ExitCode::from(code),
