@@ -2,7 +2,8 @@
 # Guest side of tests/xen_block.rs: shipped as /test.sh and run by init's `oxen.action=script`
 # (which has already loaded xen-blkfront and ext4). Kernel command line words pick what to do:
 #   oxen.phase=N         which boot this is (1, or 2 after the host rebooted the domain)
-#   oxen.fs=A,B          phase 1: mkfs.ext4, mount, write files and their SUMS, umount, e2fsck;
+#   oxen.fs=A,B          phase 1: mkfs.ext4, mount, write files (a big one of oxen.bigmb=N MiB,
+#                        default 8, and small ones) and their SUMS, umount, e2fsck;
 #                        phase 2: mount, check SUMS, umount, e2fsck
 #   oxen.ro=A            a read-only disk holding an ext4 with /hello: writes must fail, a
 #                        read-only mount works
@@ -33,6 +34,8 @@ run() {
 }
 phase=$(arg phase)
 phase=${phase:-1}
+bigmb=$(arg bigmb)
+bigmb=${bigmb:-8}
 
 # wait_dev DISK SECS: waits until the kernel has DISK (blkfront connects asynchronously).
 wait_dev() {
@@ -78,7 +81,7 @@ fs_case() {
     run "$d-MOUNT" mount -t ext4 "/dev/$d" "$m" || return
     (
       cd "$m" || exit 1
-      dd if=/dev/urandom of=big bs=1M count=8 iflag=fullblock 2>/dev/null &&
+      dd if=/dev/urandom of=big bs=1M count="$bigmb" iflag=fullblock 2>/dev/null &&
         echo "small file on $d" >small1 &&
         seq 1 5000 >small2 &&
         mkdir dir && head -c 12345 /dev/urandom >dir/small3 &&

@@ -27,9 +27,12 @@ fn run(parts: &[&str]) -> Outcome {
     );
     let mut args = base_args_with(initrd);
     // Time limit of each boot of the domain.
-    args.push("150".into());
+    args.push("240".into());
     args.extend(parts.iter().map(|s| s.to_string()));
-    run_scenario("xen-block.sh", &args, 600)
+    let o = run_scenario("xen-block.sh", &args, 600);
+    // Shown by `--nocapture` (or when the test fails).
+    println!("{}", o.log);
+    o
 }
 
 /// The value of `key` in `section` of the log; panics with the whole log if it is missing.
@@ -234,12 +237,14 @@ fn multi_queue_large_ring_and_persistent_grant_disks_keep_their_files() {
     let o = run(&[
         "phases:2",
         "setup:for d in a b c; do truncate -s 64M $IMG_DIR/$d.img; done",
-        "cfg:vcpus = 2",
+        // More vCPUs than xvda's queues, so the backend's limit is what stops blkfront at two.
+        "cfg:vcpus = 4",
         "cfg:disk = [ 'format=raw,vdev=xvda,access=rw,queues=2,ring-page-order=2,target=$IMG_DIR/a.img', \
          'format=raw,vdev=xvdb,access=rw,persistent-grants,target=$IMG_DIR/b.img', \
          'format=raw,vdev=xvdc,access=rw,no-persistent-grants,target=$IMG_DIR/c.img' ]",
-        // Linux's blkfront asks for a one-page ring unless told it may use more.
-        "guest:oxen.fs=xvda,xvdb,xvdc xen_blkfront.max_ring_page_order=2",
+        // Linux's blkfront asks for a one-page ring unless told it may use more: allowed the
+        // most (16 pages), it takes xvda's backend limit. 4 MiB files keep the three disks quick.
+        "guest:oxen.fs=xvda,xvdb,xvdc oxen.bigmb=4 xen_blkfront.max_ring_page_order=4",
         // What the two ends agreed on, while the disks are connected.
         "action1:wait_for OXEN-xvdc-SECTORS && xs_dump | grep /vbd/",
         "check:for d in a b c; do fsck_img $d $IMG_DIR/$d.img; verify_img $d $IMG_DIR/$d.img; done",
@@ -249,7 +254,7 @@ fn multi_queue_large_ring_and_persistent_grant_disks_keep_their_files() {
     assert_fs_disk(&o, "xvda", "a");
     assert_fs_disk(&o, "xvdb", "b");
     assert_fs_disk(&o, "xvdc", "c");
-    // xvda: two queues and a four-page ring on each.
+    // xvda: two queues and a four-page ring on each, as its disk line says.
     assert_val(&o, "phase 1", "OXEN-xvda-QUEUES", "2");
     for (kind, node, want) in [
         ("backend", "51712/multi-queue-max-queues", "2"),
@@ -308,9 +313,10 @@ fn hot_attach_detach_and_online_resize() {
          && { $OXL block-list $NAME | sed 's/^/LIST-BEFORE: /'; \
               $OXL block-attach $NAME \"format=raw,vdev=xvdb,access=rw,target=$IMG_DIR/b.img\"; \
               echo ATTACH-EXIT=$?; \
-              $OXL block-list $NAME | sed 's/^/LIST-ATTACHED: /'; }",
+              $OXL block-list $NAME | sed 's/^/LIST-ATTACHING: /'; }",
         "action1:wait_for OXEN-HOTPLUG-READ-DONE \
-         && { $OXL block-detach $NAME xvdb; echo DETACH-EXIT=$?; \
+         && { $OXL block-list $NAME | sed 's/^/LIST-ATTACHED: /'; \
+              $OXL block-detach $NAME xvdb; echo DETACH-EXIT=$?; \
               $OXL block-list $NAME | sed 's/^/LIST-DETACHED: /'; }",
         "action1:wait_for OXEN-RESIZE-READY && { $OXL block-resize $NAME xvda 128M; echo RESIZE-EXIT=$?; }",
         "check:echo VHD-SIZE-MB=$($VHD query -n $IMG_DIR/a.vhd -v)",
@@ -329,15 +335,19 @@ fn hot_attach_detach_and_online_resize() {
     assert_val(&o, "phase 1", "DETACH-EXIT", "0");
     assert_val(&o, "phase 1", "OXEN-xvdb-GONE", "1");
     let before = list_rows(&o, "LIST-BEFORE: ");
+    let attaching = list_rows(&o, "LIST-ATTACHING: ");
     let attached = list_rows(&o, "LIST-ATTACHED: ");
     let detached = list_rows(&o, "LIST-DETACHED: ");
     assert!(list_row(&before, "51712", "xvda").is_some(), "{}", o.log);
     assert!(list_row(&before, "51728", "xvdb").is_none(), "{}", o.log);
+    // Listed as soon as block-attach returns; connected (state 4) once the guest used it.
+    assert!(list_row(&attaching, "51728", "xvdb").is_some(), "{}", o.log);
     let row = list_row(&attached, "51728", "xvdb")
         .unwrap_or_else(|| panic!("xvdb not in block-list after attach:\n{}", o.log));
     // xl's columns: Vdev BE handle state evt-ch ring-ref BE-path; state 4 is Connected.
     assert_eq!(row.len(), 7, "block-list row {row:?}:\n{}", o.log);
     assert_eq!(row[3], "4", "block-list row {row:?}:\n{}", o.log);
+    assert!(row[4].parse::<u32>().is_ok(), "evt-ch of {row:?}:\n{}", o.log);
     assert!(list_row(&attached, "51712", "xvda").is_some(), "{}", o.log);
     assert!(list_row(&detached, "51728", "xvdb").is_none(), "{}", o.log);
     assert!(list_row(&detached, "51712", "xvda").is_some(), "{}", o.log);
