@@ -245,6 +245,7 @@ impl Drop for Vif {
         if let Some(h) = self.handle.take() {
             h.close();
         }
+        tracing::info!(vif = self.tap.name(), metrics = ?self.metrics(), "vif closed");
         if let Some(h) = &self.hotplug {
             if let Err(e) = h.run(self.tap.name(), false) {
                 tracing::warn!("{e}");
