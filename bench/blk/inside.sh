@@ -67,9 +67,24 @@ measure() {
         fio --output-format=terse --terse-version=3 --eta=never "$jobs" 2>&1 |
         sed 's/^/BLKBENCH-FIO /' >"$log" && echo "BLKBENCH done" >>"$log"
       ;;
-    oxen) start_oxenstored && timeout 300 "${oxen_cmd[@]}" </dev/null >"$log" 2>&1 ;;
-    qemu) timeout 300 "${qemu_cmd[@]}" </dev/null >"$log" 2>&1 ;;
+    oxen) start_oxenstored && timeout 300 "${perf[@]}" "${oxen_cmd[@]}" </dev/null >"$log" 2>&1 ;;
+    qemu) timeout 300 "${perf[@]}" "${qemu_cmd[@]}" </dev/null >"$log" 2>&1 ;;
   esac
+}
+# OXEN_BLKBENCH_PERF=1: profile each VMM process (all its threads) and keep a report beside the log.
+perf=()
+profile() {
+  perf=()
+  [ -n "${OXEN_BLKBENCH_PERF:-}" ] && [ "$1" != local ] || return 0
+  perf=(perf record -q -F 200 -g -o "$TMPDIR/perf-$1-$2.data" --)
+}
+report() {
+  [ ${#perf[@]} -gt 0 ] || return 0
+  {
+    perf report -i "$TMPDIR/perf-$1-$2.data" --no-children --stdio --sort comm -g none
+    perf report -i "$TMPDIR/perf-$1-$2.data" --no-children --stdio --sort comm,dso,sym -g none \
+      --percent-limit 0.3
+  } >"$OXEN_OUT/perf-$1-$2.txt" 2>&1 || true
 }
 # figure LOG JOB: the job's figure from fio's terse v3 line: MB/s (10^6 B/s) for the 1 MiB jobs,
 # IOPS for the 4 KiB ones (fields 7/8: read KiB/s and IOPS; 48/49: write).
@@ -96,7 +111,9 @@ for i in $(seq 1 "$runs"); do
     log="$OXEN_OUT/blkbench-$side-$i.log"
     start=$(date +%s)
     rc=0
+    profile "$side" "$i"
     measure "$side" "$log" || rc=$?
+    report "$side" "$i"
     secs=$(($(date +%s) - start))
     line="BENCH run $i $side (${secs}s):"
     ok=1

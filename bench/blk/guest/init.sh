@@ -33,6 +33,9 @@ if [ -b /dev/xvda ]; then
     fio --output-format=terse --terse-version=3 --eta=never /etc/blkbench.fio >/tmp/fio.out 2>&1 ||
     echo "BLKBENCH-ERROR fio exited with status $?"
   sed 's/^/BLKBENCH-FIO /' /tmp/fio.out
+  # Grants the backend did not give back, I/O errors: anything that would explain a slow side.
+  dmesg | grep -iE 'still in use|leak|I/O error|blkfront.*(fail|err)' | head -n 5 |
+    sed 's/^\[[^]]*\] */BLKBENCH-INFO after fio: /'
   echo "BLKBENCH done"
 else
   echo "BLKBENCH-ERROR no /dev/xvda after 30 s"
