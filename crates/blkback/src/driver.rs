@@ -20,6 +20,7 @@ pub(crate) struct VbdDriver {
     pub(crate) disk: Arc<SwapDisk>,
     pub(crate) cfg: QueueConfig,
     pub(crate) max_queues: u32,
+    pub(crate) max_ring_page_order: u32,
     pub(crate) name: String,
     pub(crate) shared: Arc<Shared>,
     /// Called from a queue thread whose ring broke.
@@ -51,6 +52,13 @@ impl VbdDriver {
             return Err(format!(
                 "multi-queue-num-queues {nq} is not between 1 and {}",
                 self.max_queues
+            ));
+        }
+        let order = fe.read_unsigned_or("ring-page-order", 0);
+        if order > u64::from(self.max_ring_page_order) {
+            return Err(format!(
+                "ring-page-order {order} is above the advertised {}",
+                self.max_ring_page_order
             ));
         }
         let mut cfg = self.cfg;

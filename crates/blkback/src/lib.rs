@@ -71,6 +71,9 @@ pub struct VbdConfig {
     pub max_queues: u32,
     /// Offer persistent grants.
     pub persistent_grants: bool,
+    /// Largest ring the frontend may use, as a power of two of pages (0 to
+    /// [`blkif::MAX_RING_PAGE_ORDER`]).
+    pub max_ring_page_order: u32,
 }
 
 /// A running vbd.
@@ -91,6 +94,13 @@ impl Vbd {
         id: DeviceId,
         cfg: VbdConfig,
     ) -> Result<Vbd, Error> {
+        if cfg.max_ring_page_order > blkif::MAX_RING_PAGE_ORDER {
+            return Err(Error::Config(format!(
+                "{id}: ring page order {} (0 to {})",
+                cfg.max_ring_page_order,
+                blkif::MAX_RING_PAGE_ORDER
+            )));
+        }
         if cfg.max_queues == 0 || cfg.max_queues > MAX_QUEUES {
             return Err(Error::Config(format!(
                 "{id}: {} queues (1 to {MAX_QUEUES})",
@@ -119,6 +129,7 @@ impl Vbd {
                 ..QueueConfig::default()
             },
             max_queues: cfg.max_queues,
+            max_ring_page_order: cfg.max_ring_page_order,
             name,
             shared: shared.clone(),
             on_fail: Arc::new(move |msg| {

@@ -288,6 +288,9 @@ impl Watcher {
             .and_then(|q| q.parse().ok())
             .unwrap_or(1);
         let persistent_grants = read(vbd::NODE_PERSISTENT).as_deref() == Some("1");
+        let max_ring_page_order = read(vbd::NODE_RING_ORDER)
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(blkif::MAX_RING_PAGE_ORDER);
         let cfg = VbdConfig {
             path: PathBuf::from(params),
             format,
@@ -295,6 +298,7 @@ impl Watcher {
             key,
             max_queues,
             persistent_grants,
+            max_ring_page_order,
         };
         tracing::info!(domid = self.domid, devid, ?cfg.path, "starting disk");
         Ok(Some(Vbd::start(

@@ -20,6 +20,8 @@ pub const NODE_KEY: &str = "oxen-key";
 pub const NODE_QUEUES: &str = "oxen-queues";
 /// `1` to offer persistent grants.
 pub const NODE_PERSISTENT: &str = "oxen-persistent-grants";
+/// Largest ring offered (`max-ring-page-order`).
+pub const NODE_RING_ORDER: &str = "oxen-ring-page-order";
 
 /// Queues offered when the disk line does not say.
 const DEFAULT_QUEUES: u8 = 4;

@@ -361,6 +361,7 @@ pub fn config(path: &Path, format: Format) -> VbdConfig {
         key: None,
         max_queues: 4,
         persistent_grants: true,
+        max_ring_page_order: blkif::MAX_RING_PAGE_ORDER,
     }
 }
 
