@@ -120,6 +120,11 @@ impl Driver for VbdDriver {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        for (k, val) in v.iter_mut() {
+            if k == "max-ring-page-order" {
+                *val = self.max_ring_page_order.to_string();
+            }
+        }
         v.push(("multi-queue-max-queues".into(), self.max_queues.to_string()));
         v
     }

@@ -70,6 +70,12 @@ pub fn add(c: &mut Client, domid: u32, spec: &DiskSpec) -> Result<()> {
             NODE_PERSISTENT,
             u8::from(spec.persistent_grants).to_string(),
         ),
+        (
+            NODE_RING_ORDER,
+            spec.ring_page_order
+                .map_or(blkif::MAX_RING_PAGE_ORDER, u32::from)
+                .to_string(),
+        ),
     ];
     if let Some(k) = &spec.key {
         be.push((NODE_KEY, k.display().to_string()));
