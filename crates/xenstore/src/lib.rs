@@ -18,6 +18,8 @@ pub mod persist;
 pub mod quota;
 pub mod server;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transaction;
 pub mod transport;
 pub mod watch;

@@ -25,8 +25,6 @@ use xen::abi::gnttab::{GrantEntryV1, GTF_PERMIT_ACCESS};
 use xen::gnttab::{GnttabConfig, GrantTable};
 use xenbus_backend::{create_device, DeviceId, XenbusState};
 use xenstore::client::Client;
-use xenstore::daemon::{Daemon, DaemonConfig};
-use xenstore::quota::Quotas;
 
 /// Longest wait for anything; only reached when a test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -44,60 +42,7 @@ const FIRST_GFN: u64 = 0x10;
 const FIRST_GREF: u32 = 8;
 
 /// An in-process Xenstore daemon.
-pub struct Store {
-    pub socket: PathBuf,
-    stop: UnixStream,
-    thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Store {
-    pub fn start() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("xs.sock");
-        let cfg = DaemonConfig {
-            socket: socket.clone(),
-            state_file: None,
-            save_interval: Duration::from_secs(3600),
-            quotas: Quotas::default(),
-            max_clients: 256,
-        };
-        let (stop_rx, stop) = UnixStream::pair().unwrap();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut d = Daemon::new(cfg, None).expect("xenstore daemon");
-            ready.send(()).unwrap();
-            d.run(Some(stop_rx)).expect("xenstore daemon run");
-        });
-        is_ready.recv_timeout(WAIT).unwrap();
-        Store {
-            socket,
-            stop,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.socket).unwrap()
-    }
-
-    pub fn read(&self, path: &str) -> Option<String> {
-        self.client()
-            .read(0, path)
-            .ok()
-            .map(|v| String::from_utf8(v).unwrap())
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = (&self.stop).write_all(b"q");
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub type Store = xenstore::testing::TestDaemon;
 
 /// Polls `f` every few milliseconds until it holds; fails the test after [`WAIT`].
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

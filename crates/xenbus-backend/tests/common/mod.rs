@@ -2,11 +2,7 @@
 //! its nodes and states as Linux's blkfront and netfront do.
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use xenbus_backend::{
@@ -14,59 +10,11 @@ use xenbus_backend::{
     XenbusState,
 };
 use xenstore::client::Client;
-use xenstore::daemon::{Daemon, DaemonConfig};
-use xenstore::quota::Quotas;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// An in-process Xenstore daemon.
-pub struct Store {
-    pub socket: PathBuf,
-    stop: UnixStream,
-    thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Store {
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("socket");
-        let cfg = DaemonConfig {
-            socket: socket.clone(),
-            state_file: None,
-            save_interval: Duration::from_secs(60),
-            quotas: Quotas::default(),
-            max_clients: 1024,
-        };
-        let (stop_rx, stop) = UnixStream::pair().unwrap();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let mut d = Daemon::new(cfg, None).expect("daemon");
-            ready_tx.send(()).unwrap();
-            d.run(Some(stop_rx)).expect("run");
-        });
-        ready_rx.recv_timeout(WAIT).unwrap();
-        Store {
-            socket,
-            stop,
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    pub fn client(&self) -> Client {
-        Client::connect(&self.socket).unwrap()
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = (&self.stop).write_all(b"x");
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub type Store = xenstore::testing::TestDaemon;
 
 /// Polls `f` until it holds, failing the test after [`WAIT`].
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
