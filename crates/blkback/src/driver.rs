@@ -20,7 +20,6 @@ pub(crate) struct VbdDriver {
     pub(crate) disk: Arc<SwapDisk>,
     pub(crate) cfg: QueueConfig,
     pub(crate) max_queues: u32,
-    pub(crate) max_ring_page_order: u32,
     pub(crate) name: String,
     pub(crate) shared: Arc<Shared>,
     /// Called from a queue thread whose ring broke.
@@ -29,16 +28,12 @@ pub(crate) struct VbdDriver {
 }
 
 impl VbdDriver {
-    fn size_nodes(&self) -> Vec<(String, String)> {
-        let ro = self.cfg.read_only || self.disk.read_only();
-        vec![
-            ("sectors".into(), (self.disk.size() / 512).to_string()),
-            ("sector-size".into(), "512".into()),
-            (
-                "info".into(),
-                if ro { blkif::VDISK_READONLY } else { 0 }.to_string(),
-            ),
-        ]
+    /// What blkif advertises for this disk, as owned pairs.
+    fn features(&self) -> Vec<(String, String)> {
+        blkif::backend_features(&self.cfg, self.disk.as_ref())
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     }
 
     fn start_queues(&mut self, fe: &FrontendInfo) -> Result<(), String> {
@@ -55,10 +50,10 @@ impl VbdDriver {
             ));
         }
         let order = fe.read_unsigned_or("ring-page-order", 0);
-        if order > u64::from(self.max_ring_page_order) {
+        if order > u64::from(self.cfg.max_ring_page_order) {
             return Err(format!(
                 "ring-page-order {order} is above the advertised {}",
-                self.max_ring_page_order
+                self.cfg.max_ring_page_order
             ));
         }
         let mut cfg = self.cfg;
@@ -116,15 +111,7 @@ impl VbdDriver {
 
 impl Driver for VbdDriver {
     fn advertise(&mut self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = blkif::backend_features(&self.cfg, self.disk.as_ref())
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        for (k, val) in v.iter_mut() {
-            if k == "max-ring-page-order" {
-                *val = self.max_ring_page_order.to_string();
-            }
-        }
+        let mut v = self.features();
         v.push(("multi-queue-max-queues".into(), self.max_queues.to_string()));
         v
     }
@@ -145,6 +132,9 @@ impl Driver for VbdDriver {
     }
 
     fn connected_nodes(&mut self) -> Vec<(String, String)> {
-        self.size_nodes()
+        // The size may have changed since InitWait (an online resize).
+        let mut v = self.features();
+        v.retain(|(k, _)| matches!(k.as_str(), "sectors" | "sector-size" | "info"));
+        v
     }
 }

@@ -126,10 +126,10 @@ impl Vbd {
             cfg: QueueConfig {
                 persistent_grants: cfg.persistent_grants,
                 read_only: cfg.read_only,
+                max_ring_page_order: cfg.max_ring_page_order,
                 ..QueueConfig::default()
             },
             max_queues: cfg.max_queues,
-            max_ring_page_order: cfg.max_ring_page_order,
             name,
             shared: shared.clone(),
             on_fail: Arc::new(move |msg| {

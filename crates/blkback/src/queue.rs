@@ -32,7 +32,7 @@ impl Shared {
     pub(crate) fn totals(&self) -> Metrics {
         let mut t = *lock(&self.retired);
         for m in lock(&self.live).iter() {
-            add(&mut t, m);
+            t.add(m);
         }
         t
     }
@@ -42,28 +42,13 @@ impl Shared {
         let live = std::mem::take(&mut *lock(&self.live));
         let mut r = lock(&self.retired);
         for m in &live {
-            add(&mut r, m);
+            r.add(m);
         }
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn add(t: &mut Metrics, m: &Metrics) {
-    t.requests += m.requests;
-    t.bytes_read += m.bytes_read;
-    t.bytes_written += m.bytes_written;
-    t.flushes += m.flushes;
-    t.discards += m.discards;
-    let (te, me) = (&mut t.errors, &m.errors);
-    te.unsupported += me.unsupported;
-    te.malformed += me.malformed;
-    te.out_of_range += me.out_of_range;
-    te.read_only += me.read_only;
-    te.grant += me.grant;
-    te.io += me.io;
 }
 
 impl QueueThread {

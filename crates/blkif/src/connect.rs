@@ -99,7 +99,7 @@ pub fn backend_features(cfg: &QueueConfig, disk: &dyn DiskImage) -> Vec<(&'stati
             "feature-persistent",
             u8::from(cfg.persistent_grants).to_string(),
         ),
-        ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
+        ("max-ring-page-order", cfg.max_ring_page_order.to_string()),
         ("sectors", (disk.size() / SECTOR_SIZE).to_string()),
         ("sector-size", SECTOR_SIZE.to_string()),
         ("info", if ro { VDISK_READONLY } else { 0 }.to_string()),

@@ -37,6 +37,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Adds `other`'s counters to these (totals over several queues or connections).
+    pub fn add(&mut self, other: &Metrics) {
+        self.requests += other.requests;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.flushes += other.flushes;
+        self.discards += other.discards;
+        let (e, o) = (&mut self.errors, &other.errors);
+        e.unsupported += o.unsupported;
+        e.malformed += o.malformed;
+        e.out_of_range += o.out_of_range;
+        e.read_only += o.read_only;
+        e.grant += o.grant;
+        e.io += o.io;
+    }
+
     pub(crate) fn count_error(&mut self, e: &RequestError) {
         let c = &mut self.errors;
         match e {

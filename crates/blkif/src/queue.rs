@@ -31,6 +31,9 @@ pub struct QueueConfig {
     pub max_persistent_grants: usize,
     /// Export the disk read-only even if the image is writable (xl's `mode=r`).
     pub read_only: bool,
+    /// Largest ring the frontend may use, as a power of two of pages (advertised as
+    /// `max-ring-page-order`; at most [`crate::MAX_RING_PAGE_ORDER`]). Default the most.
+    pub max_ring_page_order: u32,
     /// Most requests answered by one [`Queue::process`] call before it returns with
     /// `more: true`, so that one busy frontend cannot hold the thread forever.
     pub max_batch: u32,
@@ -43,6 +46,7 @@ impl Default for QueueConfig {
             persistent_grants: false,
             max_persistent_grants: MAX_PERSISTENT_GRANTS,
             read_only: false,
+            max_ring_page_order: crate::MAX_RING_PAGE_ORDER,
             max_batch: 1024,
         }
     }

@@ -269,4 +269,11 @@ fn ring_refs_from_xenstore_keys() {
     assert_eq!(get("info"), "4");
     assert_eq!(get("feature-max-indirect-segments"), "256");
     assert_eq!(get("feature-discard"), "0");
+    assert_eq!(get("max-ring-page-order"), "4");
+    let cfg = QueueConfig {
+        max_ring_page_order: 2,
+        ..QueueConfig::default()
+    };
+    let f = crate::backend_features(&cfg, disk.as_ref());
+    assert!(f.contains(&("max-ring-page-order", "2".to_string())));
 }
