@@ -324,9 +324,7 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
 
 /// Finds the vbd named `vdev` (`xvda` or a device number).
 fn with_vbd<T>(vbds: &Vbds, vdev: &str, f: impl FnOnce(&Vbd) -> Result<T>) -> Result<T> {
-    let devid = xlcfg::vdev_number(vdev)
-        .or_else(|e| vdev.parse::<u32>().map_err(|_| anyhow!("{e}")))
-        .with_context(|| format!("'{vdev}' is not a virtual device"))?;
+    let devid = vbd::devid(vdev)?;
     let vbds = lock(vbds);
     let v = vbds
         .get(&devid)

@@ -31,6 +31,13 @@ pub fn device_id(domid: u32, devid: u32) -> DeviceId {
     DeviceId::new("vbd", domid, devid)
 }
 
+/// The device number of `vdev`: a name like `xvdb`, or the number itself (as xl accepts).
+pub fn devid(vdev: &str) -> Result<u32> {
+    xlcfg::vdev_number(vdev)
+        .or_else(|e| vdev.parse::<u32>().map_err(|_| anyhow::anyhow!("{e}")))
+        .with_context(|| format!("'{vdev}' is not a virtual device"))
+}
+
 /// Writes the nodes of `spec` for domain `domid`; the VMM's back end picks them up.
 pub fn add(c: &mut Client, domid: u32, spec: &DiskSpec) -> Result<()> {
     let id = device_id(domid, spec.devid);
@@ -94,10 +101,7 @@ pub fn add(c: &mut Client, domid: u32, spec: &DiskSpec) -> Result<()> {
 /// Removes disk `vdev` (a name like `xvdb` or a device number) of domain `domid` the way
 /// `xl block-detach` does: asks the frontend to close, waits, then removes the nodes.
 pub fn remove(c: &mut Client, domid: u32, vdev: &str, force: bool) -> Result<()> {
-    let devid = xlcfg::vdev_number(vdev)
-        .or_else(|e| vdev.parse::<u32>().map_err(|_| anyhow::anyhow!("{e}")))
-        .with_context(|| format!("'{vdev}' is not a virtual device"))?;
-    let id = device_id(domid, devid);
+    let id = device_id(domid, devid(vdev)?);
     if c.read(0, &id.backend_path()).is_err() {
         bail!("domain {domid} has no disk {vdev}");
     }
@@ -198,5 +202,8 @@ mod tests {
         let id = device_id(3, 51712);
         assert_eq!(id.backend_path(), "/local/domain/0/backend/vbd/3/51712");
         assert_eq!(id.frontend_path(), "/local/domain/3/device/vbd/51712");
+        assert_eq!(devid("xvdb").unwrap(), 51728);
+        assert_eq!(devid("51712").unwrap(), 51712);
+        assert!(devid("floppy").is_err());
     }
 }
