@@ -72,7 +72,14 @@ impl Server {
         domid: u32,
         handle: Arc<dyn Fn(Request) -> Result<String> + Send + Sync>,
     ) -> Result<Server> {
-        let path = socket_path(domid);
+        Server::start_at(socket_path(domid), handle)
+    }
+
+    /// Listens on `path`.
+    fn start_at(
+        path: PathBuf,
+        handle: Arc<dyn Fn(Request) -> Result<String> + Send + Sync>,
+    ) -> Result<Server> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -148,10 +155,14 @@ fn serve(s: UnixStream, handle: &(dyn Fn(Request) -> Result<String> + Send + Syn
 
 /// Sends `req` to domain `domid`'s VMM and returns its message.
 pub fn call(domid: u32, req: &Request) -> Result<String> {
-    let path = socket_path(domid);
-    let mut s = UnixStream::connect(&path).with_context(|| {
+    call_at(&socket_path(domid), req)
+}
+
+/// Sends `req` to the VMM serving `path`.
+fn call_at(path: &std::path::Path, req: &Request) -> Result<String> {
+    let mut s = UnixStream::connect(path).with_context(|| {
         format!(
-            "cannot reach domain {domid}'s VMM on {} (is the domain running on this host?)",
+            "cannot reach the domain's VMM on {} (is the domain running on this host?)",
             path.display()
         )
     })?;
@@ -179,17 +190,18 @@ mod tests {
     #[test]
     fn requests_round_trip_through_the_socket() {
         let dir = tempfile::tempdir().unwrap();
-        std::env::set_var("OXEN_RUN_DIR", dir.path());
-        let _s = Server::start(
-            77,
+        // Explicit paths: another test may set OXEN_RUN_DIR at the same time.
+        let path = dir.path().join("ctl").join("dom77.sock");
+        let _s = Server::start_at(
+            path.clone(),
             Arc::new(|r| match r {
                 Request::BlockResize { size, .. } if size > 0 => Ok(format!("grown to {size}")),
                 _ => bail!("no such disk"),
             }),
         )
         .unwrap();
-        let ok = call(
-            77,
+        let ok = call_at(
+            &path,
             &Request::BlockResize {
                 vdev: "xvda".into(),
                 size: 5,
@@ -197,8 +209,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok, "grown to 5");
-        let err = call(
-            77,
+        let err = call_at(
+            &path,
             &Request::BlockSnapshot {
                 vdev: "xvda".into(),
                 name: None,
@@ -206,8 +218,8 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "no such disk");
-        assert!(call(
-            78,
+        assert!(call_at(
+            &dir.path().join("ctl").join("dom78.sock"),
             &Request::BlockResize {
                 vdev: "x".into(),
                 size: 1
