@@ -132,33 +132,15 @@ enum Wake {
 
 /// Blocks until the guest kicks or the device stops.
 fn wait(kick: &EventFd, stop: &EventFd) -> Wake {
-    let mut fds = [
-        libc::pollfd {
-            fd: kick.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
     loop {
-        // SAFETY: two valid pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        match pv_host::wait_readable(&[kick.as_raw_fd(), stop.as_raw_fd()], None) {
+            Err(_) | Ok([_, true]) => return Wake::Stop,
+            Ok([true, false]) => {
+                let _ = kick.read();
+                return Wake::Kick;
             }
-            return Wake::Stop;
-        }
-        if fds[1].revents != 0 {
-            return Wake::Stop;
-        }
-        if fds[0].revents != 0 {
-            let _ = kick.read();
-            return Wake::Kick;
+            // A signal: wait again.
+            Ok([false, false]) => {}
         }
     }
 }

@@ -354,22 +354,7 @@ impl RxThread {
     }
 }
 
-/// Blocks until one of `fds` is readable (negative entries are ignored) or `timeout`
-/// passes; which are readable.
+/// [`pv_host::wait_readable`]; a failing poll counts as nothing ready (the loops re-check).
 fn wait<const N: usize>(fds: &[RawFd; N], timeout: Option<Duration>) -> [bool; N] {
-    let mut p = fds.map(|fd| libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    let ms = timeout.map_or(-1, |t| {
-        // Round up, so that a timer is never polled early in a loop.
-        (t.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
-    });
-    // SAFETY: `p` is an array of N valid pollfds for the duration of the call.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, ms) };
-    if n <= 0 {
-        return [false; N];
-    }
-    p.map(|p| p.revents != 0)
+    pv_host::wait_readable(fds, timeout).unwrap_or([false; N])
 }

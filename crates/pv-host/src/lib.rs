@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
 
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -63,6 +65,35 @@ impl EventPort for EventFdPort {
     }
 }
 
+/// Blocks until one of `fds` is readable (negative entries are ignored) or `timeout` passes,
+/// and says which are: the wait of every backend queue thread (guest kick, stop, tap).
+/// A timeout or a signal gives all `false`; only a failing `poll` is an error.
+pub fn wait_readable<const N: usize>(
+    fds: &[RawFd; N],
+    timeout: Option<Duration>,
+) -> io::Result<[bool; N]> {
+    let mut p = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = timeout.map_or(-1, |t| {
+        // Round up, so that a timer is never polled early in a loop.
+        (t.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+    });
+    // SAFETY: `p` is an array of N valid pollfds for the duration of the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok([false; N])
+        } else {
+            Err(e)
+        };
+    }
+    Ok(p.map(|p| n > 0 && p.revents != 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +110,17 @@ mod tests {
         );
         p.kick.write(1).unwrap();
         assert_eq!(p.kick().read().unwrap(), 1);
+    }
+
+    #[test]
+    fn wait_readable_reports_which_fds_are_ready() {
+        use std::os::fd::AsRawFd;
+        let p = EventFdPort::new().unwrap();
+        let fds = [p.kick.as_raw_fd(), -1, p.call.as_raw_fd()];
+        let none = wait_readable(&fds, Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(none, [false; 3], "timeout");
+        p.notify();
+        let ready = wait_readable(&fds, None).unwrap();
+        assert_eq!(ready, [false, false, true]);
     }
 }
