@@ -8,11 +8,14 @@
 pub mod crypt;
 mod error;
 pub mod fuzz;
+mod iobuf;
 pub mod raw;
 mod storage;
+mod vectored;
 pub mod vhd;
 
 pub use error::{Error, Result};
+pub use iobuf::{IoBuf, IoBufMut};
 pub use storage::{FileStorage, MemStorage, Storage};
 
 /// Sector size of every format handled here.
@@ -29,6 +32,21 @@ pub trait DiskImage: Send + Sync + std::fmt::Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
     /// Writes `buf` at virtual byte `offset`.
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+    /// Fills `bufs`, one after the other, from virtual byte `offset`: the vectored
+    /// [`DiskImage::read_at`], so that data can land straight in memory that is not one
+    /// contiguous slice (a guest's pages). The entries of `bufs` are not changed, only the
+    /// memory they name.
+    ///
+    /// The default reads into a bounce buffer and copies; formats that can do better (raw
+    /// files: `preadv`) override it.
+    fn read_vectored_at(&self, bufs: &mut [IoBufMut<'_>], offset: u64) -> Result<()> {
+        iobuf::bounce_read(|tmp| self.read_at(tmp, offset), bufs)
+    }
+    /// Writes `bufs`, one after the other, at virtual byte `offset`: the vectored
+    /// [`DiskImage::write_at`]. The default copies into a bounce buffer first.
+    fn write_vectored_at(&self, bufs: &[IoBuf<'_>], offset: u64) -> Result<()> {
+        iobuf::bounce_write(|tmp| self.write_at(tmp, offset), bufs)
+    }
     /// Makes every write that has returned durable.
     fn flush(&self) -> Result<()>;
     /// Writes pending metadata into the image without waiting for the disk: the image is
