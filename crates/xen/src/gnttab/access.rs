@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, VolatileMemory};
+use vm_memory::bitmap::MS;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, VolatileMemory, VolatileSlice};
 
 use super::frames::gfn_to_gpa;
 use super::{Active, GrantTable, Inner};
@@ -456,6 +457,37 @@ impl<M: GuestMemoryBackend> GrantMapping<M> {
             .mem()
             .read_slice(buf, GuestAddress(gpa))
             .map_err(|_| AccessError::Memory { gpa })
+    }
+
+    /// The guest memory of `offset..offset + len` in the page, for I/O straight out of it
+    /// (no copy through a buffer). The slice borrows the mapping, so the grant stays in use
+    /// for as long as it lives. Only for reading the page: see [`GrantMapping::slice_mut`].
+    pub fn slice(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> Result<VolatileSlice<'_, MS<'_, M>>, AccessError> {
+        self.claim.check(offset, len)?;
+        let gpa = self.claim.gpa + offset as u64;
+        self.table
+            .mem()
+            .get_slice(GuestAddress(gpa), len)
+            .map_err(|_| AccessError::Memory { gpa })
+    }
+
+    /// Like [`GrantMapping::slice`], for I/O straight into the page; refused on a read-only
+    /// mapping.
+    pub fn slice_mut(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> Result<VolatileSlice<'_, MS<'_, M>>, AccessError> {
+        if self.claim.readonly {
+            return Err(AccessError::ReadOnly {
+                gref: self.claim.gref,
+            });
+        }
+        self.slice(offset, len)
     }
 
     /// Writes to the page at `offset`; refused on a read-only mapping.

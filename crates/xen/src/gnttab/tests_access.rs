@@ -606,3 +606,38 @@ fn guest_flipping_an_entry_while_the_backend_uses_it() {
     assert_eq!(t.entries_in_use(), 0);
     assert_eq!(ok + refused, 5000);
 }
+
+#[test]
+fn slices_of_a_mapping_are_checked_and_name_the_page() {
+    let (t, mem) = table();
+    fill(&mem, DATA_GFN, 0x11);
+    put_v1(&mem, 9, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
+    put_v1(
+        &mem,
+        5,
+        GTF_PERMIT_ACCESS | GTF_READONLY,
+        0,
+        DATA_GFN as u32 + 1,
+    );
+    let m = t.map(9, false).unwrap();
+    let s = m.slice_mut(512, 1024).unwrap();
+    assert_eq!(s.len(), 1024);
+    s.write_slice(&[0x77; 4], 1020).unwrap();
+    let mut b = [0u8; 6];
+    mem.read_slice(&mut b, GuestAddress(DATA_GFN * 4096 + 1530))
+        .unwrap();
+    assert_eq!(b, [0x11, 0x11, 0x77, 0x77, 0x77, 0x77]);
+    assert_eq!(m.slice(0, 4096).unwrap().len(), 4096);
+    assert_eq!(
+        m.slice(4000, 97).unwrap_err().status(),
+        GntStatus::bad_copy_arg
+    );
+    assert!(m.slice_mut(usize::MAX, 2).is_err());
+    // A read-only grant gives slices to read from, never to write into.
+    let ro = t.map(5, true).unwrap();
+    assert_eq!(ro.slice(0, 4096).unwrap().len(), 4096);
+    assert_eq!(
+        ro.slice_mut(0, 512).unwrap_err(),
+        AccessError::ReadOnly { gref: 5 }
+    );
+}
