@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use block::crypt::Key;
 use block::vhd::{OpenOptions, VhdImage};
-use block::DiskImage;
+use block::{DiskImage, IoBuf, IoBufMut};
 
 use crate::Error;
 
@@ -211,6 +211,13 @@ impl DiskImage for SwapDisk {
     fn write_at(&self, buf: &[u8], offset: u64) -> block::Result<()> {
         self.get().image.write_at(buf, offset)
     }
+    // Forwarded so that raw images keep their direct (preadv/pwritev) path.
+    fn read_vectored_at(&self, bufs: &mut [IoBufMut<'_>], offset: u64) -> block::Result<()> {
+        self.get().image.read_vectored_at(bufs, offset)
+    }
+    fn write_vectored_at(&self, bufs: &[IoBuf<'_>], offset: u64) -> block::Result<()> {
+        self.get().image.write_vectored_at(bufs, offset)
+    }
     fn flush(&self) -> block::Result<()> {
         self.get().image.flush()
     }
@@ -256,6 +263,64 @@ mod tests {
             d.snapshot(Some(Path::new("s1.vhd")), None).is_err(),
             "exists"
         );
+    }
+
+    /// An image that only answers vectored calls, to see that they are forwarded as such.
+    #[derive(Debug)]
+    struct VectoredOnly;
+
+    impl DiskImage for VectoredOnly {
+        fn size(&self) -> u64 {
+            4096
+        }
+        fn read_at(&self, _: &mut [u8], _: u64) -> block::Result<()> {
+            Err(block::Error::Unsupported("bounced read".into()))
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> block::Result<()> {
+            Err(block::Error::Unsupported("bounced write".into()))
+        }
+        fn read_vectored_at(&self, bufs: &mut [IoBufMut<'_>], offset: u64) -> block::Result<()> {
+            for b in bufs {
+                b.copy_from(&vec![offset as u8; b.len()]);
+            }
+            Ok(())
+        }
+        fn write_vectored_at(&self, bufs: &[IoBuf<'_>], _: u64) -> block::Result<()> {
+            match bufs.len() {
+                2 => Ok(()),
+                n => Err(block::Error::InvalidArgument(format!("{n} buffers"))),
+            }
+        }
+        fn flush(&self) -> block::Result<()> {
+            Ok(())
+        }
+        fn discard(&self, _: u64, _: u64) -> block::Result<()> {
+            Ok(())
+        }
+        fn resize(&self, _: u64) -> block::Result<()> {
+            Ok(())
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn vectored_io_is_forwarded_to_the_image() {
+        let d = SwapDisk {
+            current: RwLock::new(Current {
+                image: Arc::new(VectoredOnly),
+                vhd: None,
+                path: PathBuf::from("v.img"),
+            }),
+            read_only: false,
+        };
+        let (mut a, mut b) = ([0u8; 3], [0u8; 5]);
+        d.read_vectored_at(&mut [IoBufMut::new(&mut a), IoBufMut::new(&mut b)], 9)
+            .unwrap();
+        assert_eq!((a, b), ([9; 3], [9; 5]));
+        d.write_vectored_at(&[IoBuf::new(&a), IoBuf::new(&b)], 0)
+            .unwrap();
     }
 
     #[test]

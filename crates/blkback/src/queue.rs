@@ -109,16 +109,14 @@ impl Drop for QueueThread {
     }
 }
 
-/// Answers everything waiting, notifying the guest when the ring rules say so.
+/// Answers everything waiting, notifying the guest as soon as the ring rules say so (mid-batch
+/// too: the queue publishes responses every few requests).
 fn serve(
     queue: &mut Queue<GuestMemoryMmap>,
     port: &dyn EventPort,
 ) -> Result<(), blkif::QueueError> {
     loop {
-        let out = queue.process()?;
-        if out.notify {
-            port.notify();
-        }
+        let out = queue.process_with(&mut || port.notify())?;
         if !out.more {
             return Ok(());
         }

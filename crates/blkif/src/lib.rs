@@ -3,10 +3,11 @@
 //!
 //! - [`abi`]: the request, discard, indirect and response layouts (64-bit) and constants.
 //! - [`Queue`]: one ring of requests over the frontend's granted pages, run against a
-//!   [`block::DiskImage`]. Every request is copied out of the ring and validated before
-//!   anything else ([`RequestError`] names what was wrong); a bad request gets
-//!   `BLKIF_RSP_ERROR` (or `EOPNOTSUPP`) and never reaches the disk. Only a broken ring
-//!   ([`QueueError`]) ends the queue.
+//!   [`block::DiskImage`], with one vectored disk call per request straight between the
+//!   disk and the granted pages (no copy for raw images). Every request is copied out of
+//!   the ring and validated before anything else ([`RequestError`] names what was wrong);
+//!   a bad request gets `BLKIF_RSP_ERROR` (or `EOPNOTSUPP`) and never reaches the disk.
+//!   Only a broken ring ([`QueueError`]) ends the queue.
 //! - [`ring_refs`] reads `ring-ref` / `ring-page-order` + `ring-refN`;
 //!   [`backend_features`] lists what the backend advertises in Xenstore.
 //!
@@ -20,6 +21,8 @@
 //! let out = q.process()?;          // Err: disconnect the frontend
 //! if out.notify { notify_frontend() }
 //! if out.more { /* call process again soon */ }
+//! // or let the queue notify as soon as responses are due, mid-batch too:
+//! let out = q.process_with(&mut || notify_frontend())?;
 //! ```
 //!
 //! Event channels and Xenstore states are the caller's business.

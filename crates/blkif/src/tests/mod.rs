@@ -1,5 +1,6 @@
 //! A fake frontend: guest memory with a v1 grant table, a ring, and an in-memory disk.
 
+mod direct;
 mod fuzz;
 mod hostile;
 mod rw;
@@ -196,6 +197,16 @@ impl Guest {
             .read_slice(&mut page, GuestAddress((DATA_GFN + u64::from(i)) * 4096))
             .unwrap();
         page
+    }
+
+    /// Pushes and publishes `n` data-less flushes with ids `0..n` (without running the queue).
+    pub fn push_flushes(&mut self, n: u64) {
+        for i in 0..n {
+            self.front
+                .push_request(&rw(BLKIF_OP_FLUSH_DISKCACHE, i, 0, &[]))
+                .unwrap();
+        }
+        self.front.push_requests_and_check_notify().unwrap();
     }
 
     /// Pushes `reqs`, runs the queue, returns the responses.

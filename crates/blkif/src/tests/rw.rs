@@ -174,12 +174,7 @@ fn notifications_and_batches() {
         ..QueueConfig::default()
     };
     let mut g = Guest::new(0, 1 << 20, false, cfg);
-    for i in 0..5 {
-        g.front
-            .push_request(&rw(BLKIF_OP_FLUSH_DISKCACHE, i, 0, &[]))
-            .unwrap();
-    }
-    g.front.push_requests_and_check_notify().unwrap();
+    g.push_flushes(5);
     let out = g.queue.process().unwrap();
     assert_eq!((out.requests, out.more, out.notify), (3, true, true));
     let out = g.queue.process().unwrap();
