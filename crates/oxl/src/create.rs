@@ -76,6 +76,7 @@ fn signal_thread(
 
 /// Runs `oxl create`; returns the exit code.
 pub fn run(args: Args) -> Result<u8> {
+    let mut setup = vmm::timing::Phases::start("oxl create");
     let (file, overrides) = match (&args.file_opt, args.rest.split_first()) {
         (Some(f), _) => (f.clone(), args.rest.clone()),
         (None, Some((f, rest))) => (PathBuf::from(f), rest.to_vec()),
@@ -121,7 +122,10 @@ pub fn run(args: Args) -> Result<u8> {
         say(note.clone());
     }
     let mut paused = args.paused;
+    setup.lap("configuration, Xenstore connection and console");
     loop {
+        // Where start-up time goes, at info (`oxl -v`); the VMM logs its own phases.
+        let mut phases = vmm::timing::Phases::start("oxl create");
         let mut vm = Vm::new(VmConfig {
             memory_mib: cfg.memory_mib,
             vcpus: cfg.vcpus,
@@ -136,6 +140,7 @@ pub fn run(args: Args) -> Result<u8> {
             }),
         })
         .with_context(|| format!("creating domain '{}'", cfg.name))?;
+        phases.lap("building the VM");
         let pv_attach = args.console && cfg.serial == xlcfg::SerialTarget::None;
         let xen_parts = match vm.xen() {
             Some(x) => Some(xendomain::attach(
@@ -150,6 +155,7 @@ pub fn run(args: Args) -> Result<u8> {
             )?),
             None => None,
         };
+        phases.lap("Xenstore introduction and PV console");
         // Disks: their nodes first (as libxl writes them), then the back ends that serve them.
         let devices = match vm.xen() {
             Some(x) => {
@@ -173,6 +179,7 @@ pub fn run(args: Args) -> Result<u8> {
             }
             None => None,
         };
+        phases.lap("PV devices");
         if pv_attach && xen_parts.is_some() {
             // `-c` with no serial port: the PV console is the domain's console.
             console::attach_pv_stdio(&cfg.name)?;
@@ -194,8 +201,10 @@ pub fn run(args: Args) -> Result<u8> {
             }
             paused = false;
             reg.set_state("r");
+            phases.lap("paused");
         }
         vm.start()?;
+        phases.lap("starting the vCPUs");
         say(format!(
             "domain '{}' (id {}) started",
             cfg.name, reg.record.domid

@@ -6,9 +6,14 @@
 #![deny(missing_docs)]
 
 pub mod control;
+pub mod elf;
+pub mod kcache;
+pub mod kernel;
 pub mod loader;
 pub mod memory;
 pub mod payload;
+mod prefault;
+pub mod timing;
 mod vcpu;
 pub mod xen;
 
@@ -185,10 +190,25 @@ fn map_guest_event(e: GuestEvent) -> VmEvent {
     }
 }
 
+/// What [`Vm::platform`] builds.
+struct Platform {
+    vm: VmFd,
+    vcpu_fds: Vec<kvm_ioctls::VcpuFd>,
+    events_tx: Sender<VmEvent>,
+    events_rx: Receiver<VmEvent>,
+    bus: IoBus,
+    serial: Option<Arc<Mutex<SerialPort>>>,
+    controls: Vec<Arc<control::Control>>,
+    xen: Option<Arc<xen::XenDomain>>,
+    rsdp: u64,
+}
+
 impl Vm {
     /// Builds the VM: checks limits, creates RAM, irqchip, devices and vCPUs, and loads the
-    /// kernel. Nothing runs until [`Vm::start`].
-    pub fn new(cfg: VmConfig) -> Result<Vm> {
+    /// kernel (on a thread of its own, while the rest is set up). Nothing runs until
+    /// [`Vm::start`]. Each phase's time is logged at info (target [`timing::TARGET`]).
+    pub fn new(mut cfg: VmConfig) -> Result<Vm> {
+        let mut phases = timing::Phases::start("vm");
         if cfg.vcpus == 0 || cfg.max_vcpus < cfg.vcpus {
             return Err(Error::Limits(format!(
                 "vcpus={} maxvcpus={} is not a valid CPU count",
@@ -219,19 +239,6 @@ impl Vm {
         if cfg.xen.is_some() {
             xen::check_support(&kvm)?;
         }
-        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        vm.set_tss_address(arch::layout::KVM_TSS_ADDR as usize)
-            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
-        vm.set_identity_map_address(arch::layout::KVM_IDENTITY_MAP_ADDR)
-            .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
-        vm.create_irq_chip()
-            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-
         let device_memory: &[(u64, u64)] = if cfg.xen.is_some() {
             &[
                 (arch::layout::XEN_GRANT_START, arch::layout::XEN_GRANT_LEN),
@@ -247,7 +254,70 @@ impl Vm {
             cfg.memory_mib << 20,
             device_memory,
         )?);
+        phases.lap("KVM checks and guest memory");
+
+        // Reading and unpacking the kernel is the slow part of start-up: it runs beside the
+        // rest, which writes guest memory only below 1 MiB (where no kernel loads).
+        let loading = loader::spawn(
+            ram.clone(),
+            cfg.kernel.clone(),
+            cfg.initrd.clone(),
+            kcache::KernelCache::from_env(),
+        )?;
+        let platform = Self::platform(&kvm, &mut cfg, &ram, &mut phases);
+        let images = loading.join();
+        phases.lap("waiting for the kernel and initrd");
+        let (p, images) = (platform?, images?);
+        loader::write_boot_params(&ram, &images, &cfg.cmdline, p.rsdp)?;
+        arch::regs::setup_boot_vcpu(&p.vcpu_fds[0], images.kernel.entry)?;
+        phases.lap("zero page and boot registers");
+        if prefault::supported(&p.vm) {
+            let mut ranges = vec![images.kernel.range.clone()];
+            ranges.extend(images.initrd.map(|(addr, size)| addr..addr + size));
+            let bytes = prefault::ranges(&p.vcpu_fds[0], &ranges);
+            tracing::debug!(bytes, "pre-faulted the kernel and initrd");
+            phases.lap("pre-faulting the kernel and initrd");
+        }
+
+        Ok(Vm {
+            threads: Vec::new(),
+            vcpu_fds: p.vcpu_fds,
+            stop: Arc::new(AtomicBool::new(false)),
+            events_tx: p.events_tx,
+            events_rx: p.events_rx,
+            bus: Arc::new(p.bus),
+            serial: p.serial,
+            controls: p.controls,
+            xen: p.xen,
+            vm: p.vm,
+            ram,
+            _kvm: kvm,
+        })
+    }
+
+    /// Everything but the kernel: the KVM VM, memory slots, devices, tables, Xen and vCPUs
+    /// (the boot vCPU's registers wait for the kernel's entry point).
+    fn platform(
+        kvm: &Kvm,
+        cfg: &mut VmConfig,
+        ram: &Arc<GuestRam>,
+        phases: &mut timing::Phases,
+    ) -> Result<Platform> {
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        vm.set_tss_address(arch::layout::KVM_TSS_ADDR as usize)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        vm.set_identity_map_address(arch::layout::KVM_IDENTITY_MAP_ADDR)
+            .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+
         ram.register(&vm)?;
+        phases.lap("KVM VM, irqchip and memory slots");
 
         let (events_tx, events_rx) = mpsc::channel();
         let tx = Mutex::new(events_tx.clone());
@@ -263,7 +333,7 @@ impl Vm {
             bus.insert(base, len, dev)
                 .map_err(|e| Error::Limits(format!("device layout: {e}")))
         };
-        let serial = match cfg.serial {
+        let serial = match cfg.serial.take() {
             Some(out) => {
                 let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| Error::Os {
                     what: "eventfd",
@@ -317,7 +387,7 @@ impl Vm {
 
         let rsdp = arch::acpi::write_tables(&ram.mem, cfg.vcpus, cfg.max_vcpus, cfg.xen.is_some())?;
         arch::regs::write_boot_tables(&ram.mem)?;
-        let loaded = loader::load(&ram, &cfg.kernel, cfg.initrd.as_deref(), &cfg.cmdline, rsdp)?;
+        phases.lap("devices, ACPI and boot tables");
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -335,6 +405,7 @@ impl Vm {
             )?),
             None => None,
         };
+        phases.lap("Xen interface");
         let mut vcpu_fds = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
             let vcpu = vm
@@ -349,25 +420,20 @@ impl Vm {
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             arch::regs::setup_msrs(&vcpu)?;
             arch::regs::setup_lapic(&vcpu)?;
-            if id == 0 {
-                arch::regs::setup_boot_vcpu(&vcpu, loaded.entry)?;
-            }
             vcpu_fds.push(vcpu);
         }
+        phases.lap("vCPUs");
 
-        Ok(Vm {
-            threads: Vec::new(),
+        Ok(Platform {
+            vm,
             vcpu_fds,
-            stop: Arc::new(AtomicBool::new(false)),
             events_tx,
             events_rx,
-            bus: Arc::new(bus),
+            bus,
             serial,
             controls,
             xen,
-            vm,
-            ram,
-            _kvm: kvm,
+            rsdp,
         })
     }
 

@@ -43,8 +43,9 @@ pub enum Skip {
     NotElf,
 }
 
-/// Unpacks the ELF vmlinux inside bzImage `image`, producing at most `limit` bytes.
-pub fn decompress(image: &[u8], limit: u64) -> Result<Vec<u8>, Skip> {
+/// A reader of the unpacked payload of bzImage `image`, producing at most `limit` bytes (a
+/// longer stream reads as an error).
+pub fn stream(image: &[u8], limit: u64) -> Result<Box<dyn Read + Send + '_>, Skip> {
     let hdr = setup_header_of(image).ok_or(Skip::NoPayload)?;
     if hdr.version < MIN_PROTOCOL_WITH_PAYLOAD {
         return Err(Skip::NoPayload);
@@ -58,26 +59,50 @@ pub fn decompress(image: &[u8], limit: u64) -> Result<Vec<u8>, Skip> {
     let payload = image
         .get(start..start + hdr.payload_length as usize)
         .ok_or(Skip::NoPayload)?;
-    let mut out = Vec::new();
-    let read = match payload {
+    let reader: Box<dyn Read + Send> = match payload {
         // Linux's build appends the unpacked size (4 bytes) after the frame: read one frame
         // only, or the decoder takes those bytes for a second, corrupt frame.
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => zstd::stream::read::Decoder::new(payload)
-            .map_err(|e| Skip::Bad(format!("zstd: {e}")))?
-            .single_frame()
-            .take(limit + 1)
-            .read_to_end(&mut out),
-        [0x1f, 0x8b, ..] => flate2::read::GzDecoder::new(payload)
-            .take(limit + 1)
-            .read_to_end(&mut out),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(payload)
+                .map_err(|e| Skip::Bad(format!("zstd: {e}")))?
+                .single_frame(),
+        ),
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(payload)),
         _ => return Err(Skip::UnknownFormat),
     };
-    read.map_err(|e| Skip::Bad(e.to_string()))?;
-    if out.len() as u64 > limit {
-        return Err(Skip::Bad(format!(
-            "the payload unpacks to more than {limit} bytes"
-        )));
+    Ok(Box::new(Limited {
+        inner: reader,
+        left: limit,
+        limit,
+    }))
+}
+
+/// Fails a read past `left` bytes instead of ending the stream quietly.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the payload unpacks to more than {} bytes", self.limit),
+            )
+        })?;
+        Ok(n)
     }
+}
+
+/// Unpacks the ELF vmlinux inside bzImage `image`, producing at most `limit` bytes.
+pub fn decompress(image: &[u8], limit: u64) -> Result<Vec<u8>, Skip> {
+    let mut out = Vec::new();
+    stream(image, limit)?
+        .read_to_end(&mut out)
+        .map_err(|e| Skip::Bad(e.to_string()))?;
     if !out.starts_with(b"\x7fELF") {
         return Err(Skip::NotElf);
     }
@@ -85,12 +110,12 @@ pub fn decompress(image: &[u8], limit: u64) -> Result<Vec<u8>, Skip> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
     /// A minimal bzImage: boot sector + 1 setup sector, then `payload` as protected-mode code.
-    fn bzimage(payload: &[u8], version: u16) -> Vec<u8> {
+    pub(crate) fn bzimage(payload: &[u8], version: u16) -> Vec<u8> {
         let mut img = vec![0u8; 1024];
         img[SETUP_HEADER_OFFSET] = 1; // setup_sects
         img[HDR_MAGIC_OFFSET..HDR_MAGIC_OFFSET + 4].copy_from_slice(b"HdrS");
