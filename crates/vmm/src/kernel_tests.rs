@@ -247,4 +247,17 @@ fn real_kernel_round_trip() {
         (Source::Unpacked, Source::Unpacked, Source::Cache)
     );
     assert!(m0 == m1 && m1 == m2);
+    // The same memory as linux-loader's ELF loader given the whole unpacked vmlinux.
+    let ram = GuestRam::new(256 << 20).unwrap();
+    let t = std::time::Instant::now();
+    let vmlinux = payload::decompress(&image, 1 << 30).unwrap();
+    linux_loader::loader::elf::Elf::load(
+        &ram.mem,
+        None,
+        &mut Cursor::new(&vmlinux[..]),
+        Some(GuestAddress(HIGH_RAM_START)),
+    )
+    .unwrap();
+    eprintln!("unpacked whole, then linux-loader: {:?}", t.elapsed());
+    assert!(memory_of(&ram) == m0, "differs from linux-loader's load");
 }
