@@ -79,6 +79,23 @@ pub fn find(name_or_id: &str) -> Result<Record> {
 }
 
 /// A registered domain; the record is removed on drop.
+/// Takes an exclusive `flock` on the registry's lock file; held until the file is dropped.
+fn lock_dir(d: &std::path::Path) -> Result<fs::File> {
+    let path = d.join(".lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(f)
+}
+
 #[derive(Debug)]
 pub struct Registration {
     path: PathBuf,
@@ -91,6 +108,10 @@ impl Registration {
     pub fn new(name: &str, memory_mib: u64, vcpus: u32, state: &str) -> Result<Self> {
         let d = dir();
         fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        // Two `oxl create` at once must not pick the same domid: the choice and the record's
+        // creation happen under an exclusive lock (released on return, or by the kernel if
+        // this process dies).
+        let _lock = lock_dir(&d)?;
         let existing = list()?;
         if existing.iter().any(|r| r.name == name) {
             bail!("a domain named '{name}' already exists");
@@ -182,5 +203,16 @@ mod tests {
             assert!(!dir().join("ghost.json").exists());
         }
         assert!(list().unwrap().is_empty());
+
+        // Domains created at the same moment get different ids.
+        let regs: Vec<Registration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| s.spawn(move || Registration::new(&format!("d{i}"), 64, 1, "r").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut ids: Vec<u32> = regs.iter().map(|r| r.record.domid).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=16).collect::<Vec<_>>());
     }
 }

@@ -123,85 +123,87 @@ fn write_nodes(c: &mut Client, f: &DomainFacts, xen: &XenDomain) -> Result<()> {
     let rw = [format!("n{d}")];
     let (store_gfn, store_port) = xen.store_ring();
     let (console_gfn, console_port) = xen.console_ring();
-    let tx = c.transaction_start()?;
-    let put = |c: &mut Client, path: &str, value: &str, perms: &[String]| -> Result<()> {
-        c.write(tx, path, value.as_bytes())?;
-        let p: Vec<&str> = perms.iter().map(String::as_str).collect();
-        c.set_perms(tx, path, &p)?;
+    // Other toolstack commands (another domain's creation) may write at the same time: the
+    // transaction starts over when its commit conflicts.
+    c.transact(|c, tx| -> Result<()> {
+        let put = |c: &mut Client, path: &str, value: &str, perms: &[String]| -> Result<()> {
+            c.write(tx, path, value.as_bytes())?;
+            let p: Vec<&str> = perms.iter().map(String::as_str).collect();
+            c.set_perms(tx, path, &p)?;
+            Ok(())
+        };
+        put(c, &dom, "", &ro)?;
+        put(c, &vm, "", &ro)?;
+        put(c, &format!("{vm}/uuid"), f.uuid, &ro)?;
+        put(c, &format!("{vm}/name"), f.name, &ro)?;
+        put(c, &format!("{dom}/vm"), &vm, &ro)?;
+        put(c, &format!("{dom}/name"), f.name, &ro)?;
+        put(c, &format!("{dom}/domid"), &d.to_string(), &ro)?;
+        for sub in ["device", "data", "drivers", "feature", "attr", "error"] {
+            put(c, &format!("{dom}/{sub}"), "", &rw)?;
+        }
+        put(c, &format!("{dom}/control"), "", &ro)?;
+        put(c, &format!("{dom}/control/shutdown"), "", &rw)?;
+        for feat in [
+            "feature-poweroff",
+            "feature-reboot",
+            "feature-suspend",
+            "sysrq",
+        ] {
+            put(c, &format!("{dom}/control/{feat}"), "", &rw)?;
+        }
+        put(
+            c,
+            &format!("{dom}/control/platform-feature-multiprocessor-suspend"),
+            "1",
+            &ro,
+        )?;
+        put(c, &format!("{dom}/memory"), "", &ro)?;
+        put(
+            c,
+            &format!("{dom}/memory/static-max"),
+            &f.memory_kib.1.to_string(),
+            &ro,
+        )?;
+        put(
+            c,
+            &format!("{dom}/memory/target"),
+            &f.memory_kib.0.to_string(),
+            &ro,
+        )?;
+        put(c, &format!("{dom}/memory/videoram"), "-1", &ro)?;
+        for cpu in 0..f.vcpus.1 {
+            let state = if cpu < f.vcpus.0 { "online" } else { "offline" };
+            put(c, &format!("{dom}/cpu/{cpu}/availability"), state, &ro)?;
+        }
+        put(
+            c,
+            &format!("{dom}/store/ring-ref"),
+            &store_gfn.to_string(),
+            &ro,
+        )?;
+        put(
+            c,
+            &format!("{dom}/store/port"),
+            &store_port.to_string(),
+            &ro,
+        )?;
+        put(
+            c,
+            &format!("{dom}/console/ring-ref"),
+            &console_gfn.to_string(),
+            &ro,
+        )?;
+        put(
+            c,
+            &format!("{dom}/console/port"),
+            &console_port.to_string(),
+            &ro,
+        )?;
+        put(c, &format!("{dom}/console/type"), "xenconsoled", &ro)?;
+        put(c, &format!("{dom}/console/limit"), "1048576", &ro)?;
         Ok(())
-    };
-    put(c, &dom, "", &ro)?;
-    put(c, &vm, "", &ro)?;
-    put(c, &format!("{vm}/uuid"), f.uuid, &ro)?;
-    put(c, &format!("{vm}/name"), f.name, &ro)?;
-    put(c, &format!("{dom}/vm"), &vm, &ro)?;
-    put(c, &format!("{dom}/name"), f.name, &ro)?;
-    put(c, &format!("{dom}/domid"), &d.to_string(), &ro)?;
-    for sub in ["device", "data", "drivers", "feature", "attr", "error"] {
-        put(c, &format!("{dom}/{sub}"), "", &rw)?;
-    }
-    put(c, &format!("{dom}/control"), "", &ro)?;
-    put(c, &format!("{dom}/control/shutdown"), "", &rw)?;
-    for feat in [
-        "feature-poweroff",
-        "feature-reboot",
-        "feature-suspend",
-        "sysrq",
-    ] {
-        put(c, &format!("{dom}/control/{feat}"), "", &rw)?;
-    }
-    put(
-        c,
-        &format!("{dom}/control/platform-feature-multiprocessor-suspend"),
-        "1",
-        &ro,
-    )?;
-    put(c, &format!("{dom}/memory"), "", &ro)?;
-    put(
-        c,
-        &format!("{dom}/memory/static-max"),
-        &f.memory_kib.1.to_string(),
-        &ro,
-    )?;
-    put(
-        c,
-        &format!("{dom}/memory/target"),
-        &f.memory_kib.0.to_string(),
-        &ro,
-    )?;
-    put(c, &format!("{dom}/memory/videoram"), "-1", &ro)?;
-    for cpu in 0..f.vcpus.1 {
-        let state = if cpu < f.vcpus.0 { "online" } else { "offline" };
-        put(c, &format!("{dom}/cpu/{cpu}/availability"), state, &ro)?;
-    }
-    put(
-        c,
-        &format!("{dom}/store/ring-ref"),
-        &store_gfn.to_string(),
-        &ro,
-    )?;
-    put(
-        c,
-        &format!("{dom}/store/port"),
-        &store_port.to_string(),
-        &ro,
-    )?;
-    put(
-        c,
-        &format!("{dom}/console/ring-ref"),
-        &console_gfn.to_string(),
-        &ro,
-    )?;
-    put(
-        c,
-        &format!("{dom}/console/port"),
-        &console_port.to_string(),
-        &ro,
-    )?;
-    put(c, &format!("{dom}/console/type"), "xenconsoled", &ro)?;
-    put(c, &format!("{dom}/console/limit"), "1048576", &ro)?;
-    c.transaction_end(tx, true)?;
-    Ok(())
+    })
 }
 
 impl Drop for XenParts {

@@ -199,7 +199,7 @@ impl NodeWriter {
         let state_path = format!("{be}/state");
         let serving = self.status.serving.load(Ordering::Acquire);
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let r = xs::transact(&mut c, |c, tx| {
+        let r = c.transact(|c, tx| {
             let state = xs::read_state(c, tx, &state_path)?;
             if state == NodeState::Missing {
                 return Ok(None);
@@ -355,7 +355,7 @@ impl<D: Driver> Effects for Fx<'_, D> {
         };
         let be = self.id.backend_path();
         let state_path = format!("{be}/state");
-        let r = xs::transact(self.c, |c, tx| {
+        let r = self.c.transact(|c, tx| -> Result<bool, ClientError> {
             if xs::read_state(c, tx, &state_path)? == NodeState::Missing {
                 return Ok(false);
             }

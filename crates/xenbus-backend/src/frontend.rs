@@ -41,7 +41,7 @@ impl FrontendInfo {
     /// Reads the frontend's directory of device `id`.
     pub(crate) fn read(c: &mut Client, id: &DeviceId) -> Result<Self, ClientError> {
         let path = id.frontend_path();
-        let nodes = xs::transact(c, |c, tx| {
+        let nodes = c.transact(|c, tx| {
             let mut nodes = BTreeMap::new();
             collect(c, tx, &path, "", 0, &mut nodes)?;
             Ok(nodes)

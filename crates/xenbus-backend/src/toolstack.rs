@@ -41,7 +41,7 @@ pub fn create_device(
         ("backend-id", "0".to_string()),
         ("state", XenbusState::Initialising.to_string()),
     ];
-    xs::transact(c, |c, tx| {
+    c.transact(|c, tx| {
         for stale in [&be, &fe, &id.error_dir()] {
             xs::rm_opt(c, tx, stale)?;
         }
@@ -90,19 +90,20 @@ pub fn remove_device(
 ) -> Result<RemoveOutcome, Error> {
     let be = id.backend_path();
     let ctx = |what: &str| format!("removing device {id}: {what}");
-    let present = xs::transact(c, |c, tx| {
-        if xs::read_opt(c, tx, &be)?.is_none() {
-            return Ok(false);
-        }
-        c.write(tx, &format!("{be}/online"), b"0")?;
-        let state = format!("{be}/state");
-        if xs::read_state(c, tx, &state)? != NodeState::State(XenbusState::Closed) {
-            let closing = XenbusState::Closing.to_string();
-            c.write(tx, &state, closing.as_bytes())?;
-        }
-        Ok(true)
-    })
-    .map_err(|e| Error::xs(ctx("asking the back end to close"), e))?;
+    let present = c
+        .transact(|c, tx| {
+            if xs::read_opt(c, tx, &be)?.is_none() {
+                return Ok(false);
+            }
+            c.write(tx, &format!("{be}/online"), b"0")?;
+            let state = format!("{be}/state");
+            if xs::read_state(c, tx, &state)? != NodeState::State(XenbusState::Closed) {
+                let closing = XenbusState::Closing.to_string();
+                c.write(tx, &state, closing.as_bytes())?;
+            }
+            Ok(true)
+        })
+        .map_err(|e| Error::xs(ctx("asking the back end to close"), e))?;
 
     let frontend_closed = !present || wait_frontend_closed(c, id, timeout)?;
     force_remove(c, id)?;
@@ -144,7 +145,7 @@ fn frontend_is_live(st: NodeState) -> bool {
 /// anyone to close: what libxl does when a domain is destroyed. A back end serving it sees its
 /// directory go and stops.
 pub fn force_remove(c: &mut Client, id: &DeviceId) -> Result<(), Error> {
-    xs::transact(c, |c, tx| {
+    c.transact(|c, tx| {
         for dir in [id.frontend_path(), id.backend_path(), id.error_dir()] {
             xs::rm_opt(c, tx, &dir)?;
         }

@@ -1,13 +1,10 @@
-//! Small Xenstore helpers over [`Client`]: optional reads and transactions that retry on
-//! `EAGAIN` (another writer committed first).
+//! Small Xenstore helpers over [`Client`]: optional reads and removals (transactions that
+//! retry on `EAGAIN` are [`Client::transact`]).
 
 use xenstore::client::{Client, ClientError};
 use xenstore::XsError;
 
 use crate::id::XenbusState;
-
-/// Attempts before a transaction that keeps conflicting is given up.
-const TX_ATTEMPTS: usize = 16;
 
 /// Whether an error says the node does not exist.
 pub(crate) fn is_noent(e: &ClientError) -> bool {
@@ -44,30 +41,6 @@ pub(crate) fn read_state(c: &mut Client, tx: u32, path: &str) -> Result<NodeStat
         None => NodeState::Missing,
         Some(v) => XenbusState::parse(&v).map_or(NodeState::Garbage, NodeState::State),
     })
-}
-
-/// Runs `f` in a transaction and commits it, starting over when the commit conflicts.
-pub(crate) fn transact<T>(
-    c: &mut Client,
-    mut f: impl FnMut(&mut Client, u32) -> Result<T, ClientError>,
-) -> Result<T, ClientError> {
-    for _ in 0..TX_ATTEMPTS {
-        let tx = c.transaction_start()?;
-        let v = match f(c, tx) {
-            Ok(v) => v,
-            Err(e) => {
-                // The error is what matters; an abort failing too adds nothing.
-                let _ = c.transaction_end(tx, false);
-                return Err(e);
-            }
-        };
-        match c.transaction_end(tx, true) {
-            Ok(()) => return Ok(v),
-            Err(ClientError::Xs(XsError::Again)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(ClientError::Xs(XsError::Again))
 }
 
 /// Removes a node and its children; a missing node is not an error.

@@ -220,6 +220,33 @@ impl Client {
         self.request(MsgType::TransactionEnd, tx, arg).map(drop)
     }
 
+    /// Runs `f` in a transaction and commits it, starting over (up to 16 times) when the
+    /// commit conflicts with another client's writes (`EAGAIN`), as libxenstore's users do.
+    /// An error from `f` aborts the transaction and is returned.
+    pub fn transact<T, E: From<ClientError>>(
+        &mut self,
+        mut f: impl FnMut(&mut Client, u32) -> Result<T, E>,
+    ) -> Result<T, E> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let tx = self.transaction_start()?;
+            let v = match f(self, tx) {
+                Ok(v) => v,
+                Err(e) => {
+                    // The error is what matters; an abort failing too adds nothing.
+                    let _ = self.transaction_end(tx, false);
+                    return Err(e);
+                }
+            };
+            match self.transaction_end(tx, true) {
+                Ok(()) => return Ok(v),
+                Err(ClientError::Xs(XsError::Again)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ClientError::Xs(XsError::Again).into())
+    }
+
     /// Adds a watch.
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), ClientError> {
         let mut p = Self::cstr(path);
