@@ -31,3 +31,15 @@ start_oxenstored() {
   for _ in $(seq 100); do [ -S "$XENSTORED_PATH" ] && break; sleep 0.05; done
 }
 export OXEN_RUN_DIR=$TMPDIR/run OXEN_DUMP_DIR=$TMPDIR/dump
+# snippets LABEL SNIPPET...: runs each in turn, printing its output and LABEL-n-EXIT=N. The pipe
+# keeps tools from seeing a terminal (the scenario's output is L1's console), so none draws a
+# progress bar over the KEY=VALUE lines.
+snippets() {
+  local label=$1 n=0 s
+  shift
+  for s in "$@"; do
+    n=$((n + 1))
+    bash -c "$s" </dev/null 2>&1 | cat
+    echo "$label-$n-EXIT=${PIPESTATUS[0]}"
+  done
+}

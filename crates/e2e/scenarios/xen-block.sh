@@ -116,19 +116,6 @@ xs_dump() {
 }
 export -f wait_for raw_of fsck_img replay_fsck_img verify_img ext4_img xs_dump
 
-# snippets LABEL SNIPPET...: runs each in turn, printing its output and LABEL-n-EXIT=N. The pipe
-# keeps tools from seeing a terminal (the scenario's output is L1's console), so none draws a
-# progress bar over the KEY=VALUE lines.
-snippets() {
-  local label=$1 n=0 s
-  shift
-  for s in "$@"; do
-    n=$((n + 1))
-    bash -c "$s" </dev/null 2>&1 | cat
-    echo "$label-$n-EXIT=${PIPESTATUS[0]}"
-  done
-}
-
 start_oxenstored "$oxl"
 echo "--- setup"
 snippets SETUP "${setup[@]}"

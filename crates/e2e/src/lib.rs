@@ -172,6 +172,24 @@ impl Outcome {
         }
     }
 
+    /// The value of `key` in `section` (see [`Outcome::section`]); panics with the whole log
+    /// if it is missing.
+    pub fn val(&self, section: &str, key: &str) -> String {
+        self.section(section)
+            .value(key)
+            .unwrap_or_else(|| panic!("no {key}= in section {section:?}:\n{}", self.log))
+    }
+
+    /// Asserts `key` in `section` is `want`, showing the log otherwise.
+    pub fn assert_val(&self, section: &str, key: &str, want: &str) {
+        assert_eq!(
+            self.val(section, key),
+            want,
+            "{key} in section {section:?}:\n{}",
+            self.log
+        );
+    }
+
     /// Every value of lines that start with `KEY=` (leading blanks ignored), in order.
     pub fn values(&self, key: &str) -> Vec<String> {
         let pat = format!("{key}=");

@@ -35,28 +35,11 @@ fn run(parts: &[&str]) -> Outcome {
     o
 }
 
-/// The value of `key` in `section` of the log; panics with the whole log if it is missing.
-fn val(o: &Outcome, section: &str, key: &str) -> String {
-    o.section(section)
-        .value(key)
-        .unwrap_or_else(|| panic!("no {key}= in section {section:?}:\n{}", o.log))
-}
-
-/// Asserts `key` in `section` is `want`.
-fn assert_val(o: &Outcome, section: &str, key: &str, want: &str) {
-    assert_eq!(
-        val(o, section, key),
-        want,
-        "{key} in section {section:?}:\n{}",
-        o.log
-    );
-}
-
 /// Asserts the domain's boot `phase` powered off normally after the guest script ran to its end.
 fn assert_boot_ok(o: &Outcome, phase: u32) {
     let section = format!("phase {phase}");
-    assert_val(o, &section, "OXEN-BLOCK-DONE", "1");
-    assert_val(o, &section, "OXL-EXIT", "0");
+    o.assert_val(&section, "OXEN-BLOCK-DONE", "1");
+    o.assert_val(&section, "OXL-EXIT", "0");
 }
 
 /// Asserts block.sh's fs case went well on guest disk `dev` in both boots, and the host's checks
@@ -64,18 +47,18 @@ fn assert_boot_ok(o: &Outcome, phase: u32) {
 /// the guest wrote.
 fn assert_fs_disk(o: &Outcome, dev: &str, label: &str) {
     for key in ["MKFS", "MOUNT", "WRITE", "UMOUNT", "FSCK"] {
-        assert_val(o, "phase 1", &format!("OXEN-{dev}-{key}"), "0");
+        o.assert_val("phase 1", &format!("OXEN-{dev}-{key}"), "0");
     }
     for key in ["MOUNT", "VERIFY", "UMOUNT", "FSCK"] {
-        assert_val(o, "phase 2", &format!("OXEN-{dev}-{key}"), "0");
+        o.assert_val("phase 2", &format!("OXEN-{dev}-{key}"), "0");
     }
-    assert_val(o, "check", &format!("FSCK-{label}"), "0");
-    assert_val(o, "check", &format!("HOST-VERIFY-{label}"), "ok");
+    o.assert_val("check", &format!("FSCK-{label}"), "0");
+    o.assert_val("check", &format!("HOST-VERIFY-{label}"), "ok");
     // The host read back exactly the bytes the guest wrote.
     for file in ["big", "small1", "dir/small3"] {
         assert_eq!(
-            val(o, "check", &format!("HOST-SUM-{label}-{file}")),
-            val(o, "phase 1", &format!("OXEN-SUM-{dev}-{file}")),
+            o.val("check", &format!("HOST-SUM-{label}-{file}")),
+            o.val("phase 1", &format!("OXEN-SUM-{dev}-{file}")),
             "{dev}:{file}:\n{}",
             o.log
         );
@@ -133,23 +116,23 @@ fn guest_block_tools_run_without_a_pv_disk() {
         "check:replay_fsck_img enc $IMG_DIR/te.vhd $IMG_DIR/k; verify_img enc $IMG_DIR/te.vhd $IMG_DIR/k",
         "check:verify_img bad $IMG_DIR/bad.img",
     ]);
-    assert_val(&o, "setup", "SETUP-1-EXIT", "0");
+    o.assert_val("setup", "SETUP-1-EXIT", "0");
     for label in ["raw", "vhd", "enc"] {
-        assert_val(&o, "check", &format!("FSCK-{label}"), "0");
-        assert_val(&o, "check", &format!("HOST-VERIFY-{label}"), "ok");
+        o.assert_val("check", &format!("FSCK-{label}"), "0");
+        o.assert_val("check", &format!("HOST-VERIFY-{label}"), "ok");
     }
-    assert_val(&o, "check", "REPLAY-enc", "0");
-    assert_val(&o, "check", "HOST-VERIFY-bad", "bad 1 of 2");
+    o.assert_val("check", "REPLAY-enc", "0");
+    o.assert_val("check", "HOST-VERIFY-bad", "bad 1 of 2");
     assert_boot_ok(&o, 1);
     for key in ["OXEN-MKFS-RUNS", "OXEN-E2FSCK-RUNS", "OXEN-LOSETUP"] {
-        assert_val(&o, "phase 1", key, "0");
+        o.assert_val("phase 1", key, "0");
     }
     for m in ["xen_blkfront", "ext4", "jbd2"] {
-        assert_val(&o, "phase 1", &format!("OXEN-MODULE-{m}"), "1");
+        o.assert_val("phase 1", &format!("OXEN-MODULE-{m}"), "1");
     }
-    assert_val(&o, "phase 1", "OXEN-BLKFRONT-MAX-RING-PAGE-ORDER", "2");
+    o.assert_val("phase 1", "OXEN-BLKFRONT-MAX-RING-PAGE-ORDER", "2");
     for key in ["MKFS", "MOUNT", "WRITE", "UMOUNT", "FSCK"] {
-        assert_val(&o, "phase 1", &format!("OXEN-loop0-{key}"), "0");
+        o.assert_val("phase 1", &format!("OXEN-loop0-{key}"), "0");
     }
     o.assert_clean();
 }
@@ -173,30 +156,30 @@ fn raw_disk_keeps_its_files_across_a_reboot_and_a_read_only_disk_refuses_writes(
     assert_boot_ok(&o, 1);
     assert_boot_ok(&o, 2);
     // 64 MiB in 512-byte sectors.
-    assert_val(&o, "phase 1", "OXEN-xvda-SECTORS", "131072");
+    o.assert_val("phase 1", "OXEN-xvda-SECTORS", "131072");
     assert_fs_disk(&o, "xvda", "raw");
 
     // The read-only disk: blkfront marked it read-only, a write to the device failed, a
     // read-only mount works and shows the host's file, and the image did not change.
     for phase in ["phase 1", "phase 2"] {
-        assert_val(&o, phase, "OXEN-xvdb-GETRO", "1");
-        assert_ne!(val(&o, phase, "OXEN-xvdb-DD-WRITE"), "0", "{}", o.log);
-        assert_val(&o, phase, "OXEN-xvdb-MOUNT-RO", "0");
-        assert_ne!(val(&o, phase, "OXEN-xvdb-TOUCH"), "0", "{}", o.log);
+        o.assert_val(phase, "OXEN-xvdb-GETRO", "1");
+        assert_ne!(o.val(phase, "OXEN-xvdb-DD-WRITE"), "0", "{}", o.log);
+        o.assert_val(phase, "OXEN-xvdb-MOUNT-RO", "0");
+        assert_ne!(o.val(phase, "OXEN-xvdb-TOUCH"), "0", "{}", o.log);
         assert_eq!(
-            val(&o, phase, "OXEN-SUM-xvdb-hello"),
-            val(&o, "setup", "HOST-HELLO-SUM"),
+            o.val(phase, "OXEN-SUM-xvdb-hello"),
+            o.val("setup", "HOST-HELLO-SUM"),
             "{}",
             o.log
         );
     }
     assert_eq!(
-        val(&o, "check", "RO-IMG-SUM"),
-        val(&o, "setup", "RO-IMG-SUM"),
+        o.val("check", "RO-IMG-SUM"),
+        o.val("setup", "RO-IMG-SUM"),
         "the read-only image changed:\n{}",
         o.log
     );
-    assert_val(&o, "check", "FSCK-ro", "0");
+    o.assert_val("check", "FSCK-ro", "0");
     o.assert_clean();
 }
 
@@ -221,14 +204,14 @@ fn vhd_and_encrypted_vhd_keep_their_files_across_a_reboot() {
     assert_boot_ok(&o, 1);
     assert_boot_ok(&o, 2);
     for dev in ["xvda", "xvdb"] {
-        assert_val(&o, "phase 1", &format!("OXEN-{dev}-SECTORS"), "131072");
+        o.assert_val("phase 1", &format!("OXEN-{dev}-SECTORS"), "131072");
     }
     assert_fs_disk(&o, "xvda", "vhd");
     assert_fs_disk(&o, "xvdb", "enc");
-    assert_val(&o, "check", "VHD-CHECK-vhd", "0");
-    assert_val(&o, "check", "VHD-CHECK-enc", "0");
-    assert_ne!(val(&o, "check", "PLAIN-HITS"), "0", "{}", o.log);
-    assert_val(&o, "check", "ENC-HITS", "0");
+    o.assert_val("check", "VHD-CHECK-vhd", "0");
+    o.assert_val("check", "VHD-CHECK-enc", "0");
+    assert_ne!(o.val("check", "PLAIN-HITS"), "0", "{}", o.log);
+    o.assert_val("check", "ENC-HITS", "0");
     o.assert_clean();
 }
 
@@ -259,7 +242,7 @@ fn multi_queue_large_ring_and_persistent_grant_disks_keep_their_files() {
     assert_fs_disk(&o, "xvdb", "b");
     assert_fs_disk(&o, "xvdc", "c");
     // xvda: two queues and a four-page ring on each, as its disk line says.
-    assert_val(&o, "phase 1", "OXEN-xvda-QUEUES", "2");
+    o.assert_val("phase 1", "OXEN-xvda-QUEUES", "2");
     for (kind, node, want) in [
         ("backend", "51712/multi-queue-max-queues", "2"),
         ("backend", "51712/max-ring-page-order", "2"),
@@ -328,16 +311,16 @@ fn hot_attach_detach_and_online_resize() {
     ]);
     assert_boot_ok(&o, 1);
     // Hot attach: listed, seen by the guest with the host's bytes on it; then gone again.
-    assert_val(&o, "phase 1", "ATTACH-EXIT", "0");
-    assert_val(&o, "phase 1", "OXEN-xvdb-SECTORS", "32768");
+    o.assert_val("phase 1", "ATTACH-EXIT", "0");
+    o.assert_val("phase 1", "OXEN-xvdb-SECTORS", "32768");
     assert_eq!(
-        val(&o, "phase 1", "OXEN-SUM-xvdb-head"),
-        val(&o, "setup", "PATTERN-SUM"),
+        o.val("phase 1", "OXEN-SUM-xvdb-head"),
+        o.val("setup", "PATTERN-SUM"),
         "{}",
         o.log
     );
-    assert_val(&o, "phase 1", "DETACH-EXIT", "0");
-    assert_val(&o, "phase 1", "OXEN-xvdb-GONE", "1");
+    o.assert_val("phase 1", "DETACH-EXIT", "0");
+    o.assert_val("phase 1", "OXEN-xvdb-GONE", "1");
     let before = list_rows(&o, "LIST-BEFORE: ");
     let attaching = list_rows(&o, "LIST-ATTACHING: ");
     let attached = list_rows(&o, "LIST-ATTACHED: ");
@@ -362,13 +345,13 @@ fn hot_attach_detach_and_online_resize() {
 
     // Online resize: the guest saw 64 MiB, then 128 MiB without a reboot, and the new space
     // holds data; the image itself grew.
-    assert_val(&o, "phase 1", "OXEN-xvda-SECTORS", "131072");
-    assert_val(&o, "phase 1", "RESIZE-EXIT", "0");
-    assert_val(&o, "phase 1", "OXEN-xvda-RESIZED-SECTORS", "262144");
-    assert_val(&o, "phase 1", "OXEN-xvda-TAIL-WRITE", "0");
-    assert_val(&o, "phase 1", "OXEN-xvda-TAIL-MATCH", "1");
-    assert_val(&o, "check", "VHD-SIZE-MB", "128");
-    assert_val(&o, "check", "VHD-CHECK", "0");
+    o.assert_val("phase 1", "OXEN-xvda-SECTORS", "131072");
+    o.assert_val("phase 1", "RESIZE-EXIT", "0");
+    o.assert_val("phase 1", "OXEN-xvda-RESIZED-SECTORS", "262144");
+    o.assert_val("phase 1", "OXEN-xvda-TAIL-WRITE", "0");
+    o.assert_val("phase 1", "OXEN-xvda-TAIL-MATCH", "1");
+    o.assert_val("check", "VHD-SIZE-MB", "128");
+    o.assert_val("check", "VHD-CHECK", "0");
     o.assert_clean();
 }
 
@@ -393,41 +376,41 @@ fn live_snapshot_during_writes_is_consistent_and_its_clone_boots() {
         "check:$VHD check $IMG_DIR/clone.vhd; echo VHD-CHECK-clone=$?",
     ]);
     assert_boot_ok(&o, 1);
-    assert_val(&o, "phase 1", "SNAPSHOT-EXIT", "0");
+    o.assert_val("phase 1", "SNAPSHOT-EXIT", "0");
     // The domain went on writing on the new child and all its files are intact.
-    assert_val(&o, "phase 1", "OXEN-xvda-VERIFY", "0");
-    assert_val(&o, "phase 1", "OXEN-xvda-FSCK", "0");
-    let written: u32 = val(&o, "phase 1", "OXEN-SNAP-FILES").parse().unwrap();
-    assert_val(&o, "check", "FSCK-active", "0");
-    assert_val(&o, "check", "VHD-CHECK-active", "0");
+    o.assert_val("phase 1", "OXEN-xvda-VERIFY", "0");
+    o.assert_val("phase 1", "OXEN-xvda-FSCK", "0");
+    let written: u32 = o.val("phase 1", "OXEN-SNAP-FILES").parse().unwrap();
+    o.assert_val("check", "FSCK-active", "0");
+    o.assert_val("check", "VHD-CHECK-active", "0");
     // d.vhd is the live child of the snapshot.
     assert!(
-        val(&o, "between", "ACTIVE-PARENT").ends_with("/snap.vhd"),
+        o.val("between", "ACTIVE-PARENT").ends_with("/snap.vhd"),
         "{}",
         o.log
     );
-    let replay = val(&o, "between", "REPLAY-snap");
+    let replay = o.val("between", "REPLAY-snap");
     assert!(
         replay == "0" || replay == "1",
         "journal replay: {replay}\n{}",
         o.log
     );
-    assert_val(&o, "between", "FSCK-snap", "0");
-    assert_val(&o, "between", "CLONE-EXIT", "0");
+    o.assert_val("between", "FSCK-snap", "0");
+    o.assert_val("between", "CLONE-EXIT", "0");
 
     // The clone boots, mounts, and every file the snapshot recorded as complete is intact; the
     // snapshot was taken in the middle of the writing.
     assert_boot_ok(&o, 2);
-    assert_val(&o, "phase 2", "OXEN-xvda-MOUNT", "0");
-    assert_val(&o, "phase 2", "OXEN-xvda-VERIFY", "0");
-    assert_val(&o, "phase 2", "OXEN-xvda-FSCK", "0");
-    let in_snapshot: u32 = val(&o, "phase 2", "OXEN-CLONE-FILES").parse().unwrap();
+    o.assert_val("phase 2", "OXEN-xvda-MOUNT", "0");
+    o.assert_val("phase 2", "OXEN-xvda-VERIFY", "0");
+    o.assert_val("phase 2", "OXEN-xvda-FSCK", "0");
+    let in_snapshot: u32 = o.val("phase 2", "OXEN-CLONE-FILES").parse().unwrap();
     assert!(
         (3..written).contains(&in_snapshot),
         "the snapshot holds {in_snapshot} of {written} files:\n{}",
         o.log
     );
-    assert_val(&o, "check", "FSCK-clone", "0");
-    assert_val(&o, "check", "VHD-CHECK-clone", "0");
+    o.assert_val("check", "FSCK-clone", "0");
+    o.assert_val("check", "VHD-CHECK-clone", "0");
     o.assert_clean();
 }
