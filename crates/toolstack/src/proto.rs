@@ -44,12 +44,14 @@ impl Request {
         match obj.get("v").map(|v| (v, v.as_u64())) {
             None => return Err(fail(ApiError::bad_request("the request has no \"v\""))),
             Some((_, Some(v))) if v == u64::from(VERSION) => {}
-            Some((v, _)) => return Err(fail(ApiError::new(
-                ErrorCode::Version,
-                format!(
+            Some((v, _)) => {
+                return Err(fail(ApiError::new(
+                    ErrorCode::Version,
+                    format!(
                     "protocol version {v} is not supported; this oxend speaks version {VERSION}"
                 ),
-            ))),
+                )))
+            }
         }
         let req: Request = serde_json::from_value(value)
             .map_err(|e| fail(ApiError::bad_request(format!("malformed request: {e}"))))?;
