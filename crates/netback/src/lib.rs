@@ -196,7 +196,9 @@ impl Vif {
             queues: Vec::new(),
         };
         // On failure, dropping `vif` runs the hotplug script's `offline`.
-        vif.handle = Some(Backend::spawn(xenstore, id, driver)?);
+        let handle = Backend::spawn(xenstore, id, driver)?;
+        let _ = vif.shared.closer.set(handle.node_writer());
+        vif.handle = Some(handle);
         Ok(vif)
     }
 

@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) retired: Mutex<Metrics>,
     /// Set by a queue whose ring broke (hostile indices).
     pub(crate) failed: Mutex<Option<String>>,
+    /// The device's node writer: a broken ring closes the device as xenbus_dev_fatal would
+    /// (back end Closing), so the frontend closes too and may connect again.
+    pub(crate) closer: std::sync::OnceLock<xenbus_backend::NodeWriter>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,10 +67,17 @@ impl Shared {
         }
     }
 
-    fn fail(&self, name: &str, e: NetifError) {
+    /// Records a broken ring, stops both threads of the queue (`stop` is their shared stop
+    /// eventfd: the event ports they hold are unbound once both have returned) and closes
+    /// the device.
+    fn fail(&self, name: &str, e: NetifError, stop: &EventFd) {
         let msg = format!("{name}: {e}");
-        tracing::warn!("{msg}; the queue stops");
+        tracing::warn!("{msg}; the queue stops and the device closes");
         *lock(&self.failed) = Some(msg);
+        let _ = stop.write(1);
+        if let Some(w) = self.closer.get() {
+            let _ = w.write_node("state", &xenbus_backend::XenbusState::Closing.to_string());
+        }
     }
 }
 
@@ -205,7 +215,7 @@ impl TxThread {
                         }
                         pending = out.more;
                     }
-                    Err(e) => return self.shared.fail(&self.name, e),
+                    Err(e) => return self.shared.fail(&self.name, e, &self.stop),
                 }
             }
             let mut until = None;
@@ -315,7 +325,7 @@ impl RxThread {
                         held = Some(len);
                         break;
                     }
-                    Err(e) => return self.shared.fail(&self.name, e),
+                    Err(e) => return self.shared.fail(&self.name, e, &self.stop),
                 }
                 batch += 1;
                 if batch % NOTIFY_BATCH == 0 && notify {

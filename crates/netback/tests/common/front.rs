@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use netif::abi::*;
 use vm_memory::{Bytes, GuestAddress};
-use xen_ring::{FrontRing, GuestRingPages};
+use xen_ring::{FrontRing, GuestRingPages, RingPages, REQ_PROD_OFFSET};
 use xenbus_backend::{DeviceId, XenbusState};
 use xenstore::client::Client;
 
@@ -232,17 +232,24 @@ impl FrontQueue {
 
     /// Transmits one frame of at most a page; returns the response status.
     pub fn send(&mut self, frame: &[u8]) -> i16 {
+        self.send_with(frame, |_| {})
+    }
+
+    /// Like [`FrontQueue::send`], with `tamper` changing the request first (a hostile
+    /// frontend's bad grant, size, offset or flags).
+    pub fn send_with(&mut self, frame: &[u8], tamper: impl FnOnce(&mut NetifTxRequest)) -> i16 {
         let id = self.tx_next;
         self.tx_next = (self.tx_next + 1) % TX_BUFS;
         let (gref, gpa) = self.tx_bufs[usize::from(id)];
         self.dom.mem.write_slice(frame, gpa).unwrap();
-        let req = NetifTxRequest {
+        let mut req = NetifTxRequest {
             gref,
             offset: 0,
             flags: NETTXF_DATA_VALIDATED,
             id,
             size: frame.len() as u16,
         };
+        tamper(&mut req);
         self.tx.push_request(&req.to_bytes()).unwrap();
         if self.tx.push_requests_and_check_notify().unwrap() {
             self.kick(&self.tx_port);
@@ -264,6 +271,18 @@ impl FrontQueue {
                 let _ = self.tx_port.call.read();
             }
         }
+    }
+
+    /// Moves the tx ring's request producer far past anything posted (more than a ring ahead
+    /// of the back end) and kicks.
+    pub fn write_wild_tx_indices(&mut self) {
+        let n = self.tx.nr_ents();
+        let pages = self.tx.pages();
+        let prod = pages.load_u32(REQ_PROD_OFFSET).unwrap();
+        pages
+            .store_u32(REQ_PROD_OFFSET, prod.wrapping_add(n * 3 + 5))
+            .unwrap();
+        self.kick(&self.tx_port);
     }
 
     /// The next received frame for which `want` holds, sleeping only on the rx event
