@@ -14,6 +14,9 @@ use xenbus_backend::XenbusState::*;
 const BROADCAST: [u8; 6] = [0xff; 6];
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x98];
 
+/// What a hostile frontend changes in a tx request.
+type Tamper = dyn Fn(&mut netif::abi::NetifTxRequest);
+
 fn config(tag: &str, domid: u32) -> VifConfig {
     VifConfig {
         vifname: Some(tap_name(tag)),
@@ -47,7 +50,7 @@ fn malformed_tx_requests_are_dropped_and_a_wild_ring_stops_only_its_vif() {
     // Each malformed request gets an error response and reaches no tap; the next good
     // frame still goes through.
     let unused = da.unused_gref();
-    let bad: [(&str, Box<dyn Fn(&mut netif::abi::NetifTxRequest)>); 4] = [
+    let bad: [(&str, Box<Tamper>); 4] = [
         ("grant not granted", Box::new(move |r| r.gref = unused)),
         ("data past the page", Box::new(|r| r.offset = 4000)),
         ("shorter than a header", Box::new(|r| r.size = 6)),
